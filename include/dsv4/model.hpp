@@ -1,0 +1,112 @@
+// dsv4/model.hpp: load a DeepSeek-V4 checkpoint (Model) and run one sequence on it (Session).
+//
+//   auto model = dsv4::Model::load("DeepSeek-V4-Flash");          // mmaps, checks every tensor
+//   dsv4::Session session(model);                                  // one sequence's caches
+//   std::vector<int32_t> prompt = {0, 1234, 5678};
+//   auto logits = session.forward(prompt);                         // [vocab] for the last token
+//   for (int i = 0; i < 32; ++i) {
+//     int32_t next = argmax(logits);                               // your sampler here
+//     logits = session.forward({&next, 1});
+//   }
+//
+// Ownership and lifetimes: a Model is immutable after load and is shared through
+// std::shared_ptr; any number of Sessions on any threads may use it concurrently. Each Session
+// keeps the Model alive. A Session is not thread-safe: one call at a time. The span returned by
+// forward() points into the session and stays valid until the next forward() or reset().
+//
+// Errors: every failure throws a dsv4::Error subclass (dsv4/error.hpp). forward() validates its
+// input (empty, token id outside [0, vocab), context capacity) before touching any state, so a
+// rejected call leaves the session exactly as it was.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "dsv4/config.hpp"
+#include "dsv4/error.hpp"
+#include "dsv4/export.hpp"
+
+namespace dsv4 {
+
+struct ModelStats {
+  int64_t parameters = 0;                      // model parameters (MTP block excluded)
+  int64_t mtp_parameters = 0;                  // parameters of the MTP block(s), loaded but unused
+  std::map<std::string, uint64_t> bytes_by_dtype;  // stored bytes per safetensors dtype (all tensors)
+  std::map<std::string, int64_t> tensors_by_dtype;
+  uint64_t file_bytes = 0;                     // size of the mapped files
+  std::string layout;                          // "published" or "huggingface"
+};
+
+class DSV4_API Model {
+ public:
+  // Loads config.json and the safetensors (single or sharded) of `dir`; binds and checks every
+  // tensor. Weights stay memory-mapped in their stored dtype. Throws IoError, FormatError,
+  // ConfigError, ShapeError or MissingTensorError.
+  static std::shared_ptr<const Model> load(const std::filesystem::path& dir);
+  ~Model();
+
+  const ModelConfig& config() const;
+  ModelStats stats() const;
+  // Bytes a Session needs for its caches at `context` tokens (excluding per-call scratch).
+  uint64_t session_state_bytes(int64_t context) const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct SessionOptions {
+  int threads = 0;            // worker threads; 0 = one per hardware thread
+  int64_t max_context = 0;    // cache capacity in tokens; 0 = min(max_position_embeddings, 16384)
+  int64_t max_batch = 512;    // longest run of tokens processed in one internal step (bounds scratch)
+};
+
+enum class Logits { Last, All };
+
+struct SessionMemory {
+  uint64_t state_bytes = 0;    // caches: window rows, compressor state, compressed entries, indexer keys
+  uint64_t scratch_bytes = 0;  // activations and per-thread buffers (grows to the largest step, then fixed)
+  uint64_t logits_bytes = 0;
+  uint64_t total() const { return state_bytes + scratch_bytes + logits_bytes; }
+};
+
+class DSV4_API Session {
+ public:
+  explicit Session(std::shared_ptr<const Model> model, SessionOptions options = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Feeds `tokens` at positions position() … position()+n-1 and returns their logits:
+  // Logits::Last -> [vocab] for the last token; Logits::All -> [n, vocab] row-major.
+  // Any split of a sequence into calls gives the same logits to rounding.
+  std::span<const float> forward(std::span<const int32_t> tokens, Logits which = Logits::Last);
+  // Forgets the sequence; keeps allocations.
+  void reset();
+
+  int64_t position() const;      // tokens consumed so far
+  int64_t max_context() const;
+  int64_t vocab_size() const;
+  SessionMemory memory() const;
+  const Model& model() const;
+
+  // Debugging aid: called with (stage, data, rows, width). Stage 0 = embedding streams
+  // [rows, hc_mult·D]; stage k = streams after layer k-1; stage num_layers+1 = the final
+  // normalised hidden state [rows, D] (only for the rows whose logits are computed).
+  using Observer = std::function<void(int stage, const float* data, int64_t rows, int64_t width)>;
+  void set_observer(Observer obs);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dsv4

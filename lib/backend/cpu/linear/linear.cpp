@@ -1,0 +1,112 @@
+// y = x Wᵀ with W decoded from its stored format inside the kernel, tile by tile.
+#include <Eigen/Core>
+#include <cstring>
+
+#include "backend/cpu/cpu_backend.hpp"
+#include "quant/formats.hpp"
+
+namespace dsv4 {
+
+namespace {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Stride = Eigen::OuterStride<>;
+
+void decode_row(const MatW& w, int64_t r, float* out) {
+  const int64_t C = w.cols;
+  switch (w.fmt) {
+    case WFormat::F32:
+      std::memcpy(out, w.data + r * C * 4, static_cast<size_t>(C) * 4);
+      return;
+    case WFormat::BF16: {
+      const uint8_t* p = w.data + r * C * 2;
+      for (int64_t i = 0; i < C; ++i) {
+        uint16_t b;
+        std::memcpy(&b, p + 2 * i, 2);
+        out[i] = quant::bf16_to_f32(b);
+      }
+      return;
+    }
+    case WFormat::F16: {
+      const uint8_t* p = w.data + r * C * 2;
+      for (int64_t i = 0; i < C; ++i) {
+        uint16_t b;
+        std::memcpy(&b, p + 2 * i, 2);
+        out[i] = quant::f16_to_f32(b);
+      }
+      return;
+    }
+    case WFormat::FP8: {
+      const uint8_t* p = w.data + r * C;
+      const uint8_t* s = w.scale + (r / 128) * w.scale_cols;
+      for (int64_t b0 = 0; b0 < C; b0 += 128) {
+        const float sc = quant::e8m0_to_f32(s[b0 / 128]);
+        const int64_t e = std::min<int64_t>(C, b0 + 128);
+        for (int64_t i = b0; i < e; ++i) out[i] = quant::kE4M3[p[i]] * sc;
+      }
+      return;
+    }
+    case WFormat::FP4: {
+      const uint8_t* p = w.data + r * (C / 2);
+      const uint8_t* s = w.scale + r * w.scale_cols;
+      for (int64_t b0 = 0; b0 < C; b0 += 32) {
+        const float sc = quant::e8m0_to_f32(s[b0 / 32]);
+        for (int64_t i = b0; i < b0 + 32; i += 2) {
+          const uint8_t byte = p[i / 2];
+          out[i] = quant::kE2M1[byte & 15] * sc;
+          out[i + 1] = quant::kE2M1[byte >> 4] * sc;
+        }
+      }
+      return;
+    }
+  }
+}
+
+constexpr int64_t kTileRows = 32;
+
+}  // namespace
+
+void decode_rows(const MatW& w, int64_t r, int64_t count, float* out) {
+  for (int64_t i = 0; i < count; ++i) decode_row(w, r + i, out + i * w.cols);
+}
+
+void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y,
+                        int64_t ldy) {
+  const int64_t C = w.cols;
+  const int64_t tiles = (n + kTileRows - 1) / kTileRows;
+  // Decode cost is paid once per tile and shared by all S rows of x.
+  pool_.parallel_for(tiles, 1, [&](int tid, int64_t tb, int64_t te) {
+    float* tile = w.fmt == WFormat::F32 ? nullptr : pool_.scratch(tid, static_cast<size_t>(kTileRows * C));
+    for (int64_t t = tb; t < te; ++t) {
+      const int64_t j0 = t * kTileRows, rows = std::min(kTileRows, n - j0);
+      const float* wt;
+      if (w.fmt == WFormat::F32) {
+        wt = reinterpret_cast<const float*>(w.data) + (r0 + j0) * C;
+      } else {
+        decode_rows(w, r0 + j0, rows, tile);
+        wt = tile;
+      }
+      Eigen::Map<const RowMat> T(wt, rows, C);
+      if (S == 1) {
+        Eigen::Map<const Eigen::VectorXf> xv(x, C);
+        Eigen::Map<Eigen::VectorXf> yv(y + j0, rows);
+        yv.noalias() = T * xv;
+      } else {
+        Eigen::Map<const RowMat, 0, Stride> X(x, S, C, Stride(ldx));
+        Eigen::Map<RowMat, 0, Stride> Y(y + j0, S, rows, Stride(ldy));
+        Y.noalias() = X * T.transpose();
+      }
+    }
+  });
+}
+
+void CpuBackend::embed(const MatW& table, const int32_t* ids, int64_t S, int64_t nc, float* X) {
+  const int64_t D = table.cols;
+  for (int64_t s = 0; s < S; ++s) {
+    float* row = X + s * nc * D;
+    decode_rows(table, ids[s], 1, row);
+    for (int64_t j = 1; j < nc; ++j) std::memcpy(row + j * D, row, static_cast<size_t>(D) * sizeof(float));
+  }
+}
+
+}  // namespace dsv4

@@ -1,0 +1,114 @@
+// MoE (model.md §7): sqrt-softplus scores, hash or biased top-k routing, clamped SwiGLU experts
+// (tokens grouped per expert), plus the shared expert.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backend/cpu/cpu_backend.hpp"
+
+namespace dsv4 {
+
+namespace {
+enum Slot : size_t { kScores = 1, kH1, kH3, kGather, kY, kWeights };
+enum ISlot : size_t { kIdx = 0, kTokOfExpert, kCount };
+
+inline float sqrt_softplus(float z) {
+  const double sp = z > 20.0f ? static_cast<double>(z) : std::log1p(std::exp(static_cast<double>(z)));
+  return static_cast<float>(std::sqrt(sp));
+}
+
+// h1 = silu(min(h1, L)) · clamp(h3, -L, L), in place into h1.
+void swiglu(float* h1, const float* h3, int64_t n, float L) {
+  for (int64_t i = 0; i < n; ++i) {
+    float a = h1[i], b = h3[i];
+    if (L > 0) {
+      a = std::min(a, L);
+      b = std::clamp(b, -L, L);
+    }
+    h1[i] = a / (1.0f + std::exp(-a)) * b;
+  }
+}
+}  // namespace
+
+void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const float* x, const int32_t* ids, int64_t S,
+                     float* out) {
+  const int64_t D = c.hidden_size, E = c.n_routed_experts, K = c.experts_per_token, I = c.moe_intermediate_size;
+  const float L = static_cast<float>(c.swiglu_limit);
+  float* scores = ws_.get(kScores, static_cast<size_t>(S * E));
+  float* wk = ws_.get(kWeights, static_cast<size_t>(S * K));
+  int32_t* idx = ws_.get_i32(kIdx, static_cast<size_t>(S * K));
+  linear(w.gate, 0, E, x, D, S, scores, E);
+  for (int64_t s = 0; s < S; ++s) {
+    float* sc = scores + s * E;
+    for (int64_t e = 0; e < E; ++e) sc[e] = sqrt_softplus(sc[e]);
+    int32_t* ix = idx + s * K;
+    if (kind == MoeKind::Hash) {
+      for (int64_t k = 0; k < K; ++k) ix[k] = static_cast<int32_t>(w.expert_of(ids[s], k, K));
+    } else {
+      // top-k of (score + bias); the bias only selects. Ties keep the lower expert id.
+      int32_t* cand = ws_.get_i32(kCount + 2, static_cast<size_t>(E));
+      for (int32_t e = 0; e < E; ++e) cand[e] = e;
+      std::partial_sort(cand, cand + K, cand + E, [&](int32_t a, int32_t b) {
+        const float va = sc[a] + w.bias[a], vb = sc[b] + w.bias[b];
+        return va > vb || (va == vb && a < b);
+      });
+      std::copy(cand, cand + K, ix);
+    }
+    double sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += sc[ix[k]];
+    for (int64_t k = 0; k < K; ++k)
+      wk[s * K + k] = static_cast<float>(sc[ix[k]] / sum * c.routed_scaling_factor);
+  }
+
+  // Shared expert writes `out`; routed experts accumulate into it.
+  // Sized for S·K rows: a hash table may route one token to the same expert twice.
+  float* h1 = ws_.get(kH1, static_cast<size_t>(S * K * I));
+  float* h3 = ws_.get(kH3, static_cast<size_t>(S * K * I));
+  if (w.shared) {
+    linear(w.shared->w1, 0, I, x, D, S, h1, I);
+    linear(w.shared->w3, 0, I, x, D, S, h3, I);
+    swiglu(h1, h3, S * I, L);
+    linear(w.shared->w2, 0, D, h1, I, S, out, D);
+  } else {
+    std::memset(out, 0, static_cast<size_t>(S * D) * sizeof(float));
+  }
+
+  // Group (token, slot) pairs by expert with a counting sort.
+  int32_t* count = ws_.get_i32(kCount, static_cast<size_t>(E + 1));
+  int32_t* order = ws_.get_i32(kTokOfExpert, static_cast<size_t>(S * K));
+  std::fill(count, count + E + 1, 0);
+  for (int64_t i = 0; i < S * K; ++i) ++count[idx[i] + 1];
+  for (int64_t e = 0; e < E; ++e) count[e + 1] += count[e];
+  {
+    int32_t* fill = ws_.get_i32(kCount + 1, static_cast<size_t>(E));
+    std::copy(count, count + E, fill);
+    for (int64_t i = 0; i < S * K; ++i) order[fill[idx[i]]++] = static_cast<int32_t>(i);
+  }
+  float* xg = ws_.get(kGather, static_cast<size_t>(S * K * D));
+  float* y = ws_.get(kY, static_cast<size_t>(S * K * D));
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = count[e + 1] - count[e];
+    if (n == 0) continue;
+    const int32_t* pairs = order + count[e];
+    const float* xin = x;
+    if (S > 1 || n > 1) {
+      for (int64_t r = 0; r < n; ++r)
+        std::memcpy(xg + r * D, x + (pairs[r] / K) * D, static_cast<size_t>(D) * sizeof(float));
+      xin = xg;
+    }
+    const ExpertW& ex = w.experts[static_cast<size_t>(e)];
+    linear(ex.w1, 0, I, xin, D, n, h1, I);
+    linear(ex.w3, 0, I, xin, D, n, h3, I);
+    swiglu(h1, h3, n * I, L);
+    linear(ex.w2, 0, D, h1, I, n, y, D);
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t s = pairs[r] / K;
+      const float wt = wk[pairs[r]];
+      float* o = out + s * D;
+      const float* yr = y + r * D;
+      for (int64_t d = 0; d < D; ++d) o[d] += wt * yr[d];
+    }
+  }
+}
+
+}  // namespace dsv4

@@ -1,0 +1,40 @@
+// Grow-only scratch buffers, one per named slot. After the first call of a given batch size no
+// further allocation happens, so decode steps allocate nothing.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace dsv4 {
+
+class Workspace {
+ public:
+  float* get(size_t slot, size_t floats) {
+    if (slot >= bufs_.size()) bufs_.resize(slot + 1);
+    auto& b = bufs_[slot];
+    if (b.size() < floats) b.resize(floats);
+    return b.data();
+  }
+  int32_t* get_i32(size_t slot, size_t n) {
+    if (slot >= ibufs_.size()) ibufs_.resize(slot + 1);
+    auto& b = ibufs_[slot];
+    if (b.size() < n) b.resize(n);
+    return b.data();
+  }
+  size_t bytes() const {
+    size_t n = 0;
+    for (const auto& b : bufs_) n += b.capacity() * sizeof(float);
+    for (const auto& b : ibufs_) n += b.capacity() * sizeof(int32_t);
+    return n;
+  }
+  void release() {
+    bufs_.clear();
+    ibufs_.clear();
+  }
+
+ private:
+  std::vector<std::vector<float>> bufs_;
+  std::vector<std::vector<int32_t>> ibufs_;
+};
+
+}  // namespace dsv4

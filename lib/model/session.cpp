@@ -1,0 +1,248 @@
+// Session: one sequence's caches, and the forward pass written once against the Backend ops.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backend/backend.hpp"
+#include "model/model_impl.hpp"
+#include "model/rope.hpp"
+
+namespace dsv4 {
+
+namespace {
+
+// Owns the buffers behind a CompressorState.
+struct CompressorBuf {
+  std::vector<float> pend_kv, pend_g, prev_kv, prev_g, entries;
+  CompressorState st;
+  void init(const CompressorW& w, int64_t capacity_tokens) {
+    const int64_t c = w.overlap ? 2 : 1;
+    pend_kv.assign(static_cast<size_t>(w.ratio * c * w.width), 0.0f);
+    pend_g.assign(pend_kv.size(), 0.0f);
+    prev_kv.assign(static_cast<size_t>(w.overlap ? w.ratio * w.width : 0), 0.0f);
+    prev_g.assign(prev_kv.size(), 0.0f);
+    entries.assign(static_cast<size_t>((capacity_tokens / w.ratio + 1) * w.width), 0.0f);
+    st = CompressorState{pend_kv.data(), pend_g.data(), prev_kv.data(), prev_g.data(), entries.data(), 0};
+  }
+  uint64_t bytes() const {
+    return (pend_kv.size() + pend_g.size() + prev_kv.size() + prev_g.size() + entries.size()) * sizeof(float);
+  }
+};
+
+struct LayerState {
+  std::vector<float> ring;  // [W, hd]: window row of position j at j % W
+  CompressorBuf comp, index;
+};
+
+// Workspace slots of the forward pass.
+enum Slot : size_t {
+  kX, kXin, kCoef, kY, kQa, kQ, kKv, kCkv, kCg, kIq, kIw, kIkv, kIg, kO, kYg, kH,
+  kCosMain, kSinMain, kCosComp, kSinComp,
+};
+
+}  // namespace
+
+struct Session::Impl {
+  std::shared_ptr<const Model> model;
+  const Model::Impl& m;
+  const ModelConfig& c;
+  SessionOptions opt;
+  std::unique_ptr<Backend> be;
+  std::vector<LayerState> layers;
+  Workspace ws;
+  std::vector<float> logits;
+  int64_t pos = 0;
+  Observer observer;
+
+  Impl(std::shared_ptr<const Model> mdl, SessionOptions o)
+      : model(std::move(mdl)), m(model->impl()), c(m.cfg), opt(o), be(make_cpu_backend(o.threads)) {
+    if (opt.max_context <= 0) opt.max_context = std::min<int64_t>(c.max_position_embeddings > 0 ? c.max_position_embeddings : 16384, 16384);
+    if (opt.max_batch <= 0) throw InvalidArgument("SessionOptions::max_batch must be positive");
+    layers.resize(static_cast<size_t>(c.num_layers));
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      LayerState& ls = layers[l];
+      ls.ring.assign(static_cast<size_t>(c.sliding_window * c.head_dim), 0.0f);
+      const AttentionW& a = m.w.layers[l].attn;
+      if (a.compressor) ls.comp.init(*a.compressor, opt.max_context);
+      if (a.indexer) ls.index.init(a.indexer->compressor, opt.max_context);
+    }
+  }
+
+  void reset() {
+    pos = 0;
+    for (auto& ls : layers) {
+      ls.comp.st.n_entries = 0;
+      ls.index.st.n_entries = 0;
+    }
+  }
+
+  uint64_t state_bytes() const {
+    uint64_t b = 0;
+    for (const auto& ls : layers) b += ls.ring.size() * sizeof(float) + ls.comp.bytes() + ls.index.bytes();
+    return b;
+  }
+
+  float* buf(Slot s, int64_t n) { return ws.get(s, static_cast<size_t>(n)); }
+
+  void attention(int64_t l, const float* xin, int64_t S, int64_t p0, float* out) {
+    const LayerW& lw = m.w.layers[l];
+    const AttentionW& a = lw.attn;
+    LayerState& ls = layers[l];
+    const int64_t D = c.hidden_size, H = c.num_heads, hd = c.head_dim, rd = c.rope_dim, Q = c.q_lora_rank,
+                  G = c.o_groups, R = c.o_lora_rank, W = c.sliding_window;
+    const float eps = static_cast<float>(c.rms_norm_eps);
+    const bool compressed = c.attn_kind[l] != AttnKind::Sliding;
+    const RopeTable tab = compressed ? RopeTable{buf(kCosComp, 0), buf(kSinComp, 0)} : RopeTable{buf(kCosMain, 0), buf(kSinMain, 0)};
+
+    float* qa = buf(kQa, S * Q);
+    be->linear(a.wq_a, 0, Q, xin, D, S, qa, Q);
+    be->rms_norm(qa, S, Q, Q, a.q_norm.data(), eps);
+    float* q = buf(kQ, S * H * hd);
+    be->linear(a.wq_b, 0, H * hd, qa, Q, S, q, H * hd);
+    be->rms_norm(q, S * H, hd, hd, nullptr, eps);
+    be->rope(q, S, H * hd, H, hd, hd - rd, rd, tab, false);
+    float* kv = buf(kKv, S * hd);
+    be->linear(a.wkv, 0, hd, xin, D, S, kv, hd);
+    be->rms_norm(kv, S, hd, hd, a.kv_norm.data(), eps);
+    be->rope(kv, S, hd, 1, hd, hd - rd, rd, tab, false);
+
+    AttentionArgs args;
+    args.S = S;
+    args.p0 = p0;
+    args.H = H;
+    args.hd = hd;
+    args.W = W;
+    args.q = q;
+    args.kv = kv;
+    args.ring = ls.ring.data();
+    args.sink = a.sink.data();
+    if (a.compressor) {
+      const CompressorW& cw = *a.compressor;
+      const int64_t width = (cw.overlap ? 2 : 1) * cw.width;
+      float* ckv = buf(kCkv, S * width);
+      float* cg = buf(kCg, S * width);
+      be->linear(cw.wkv, 0, width, xin, D, S, ckv, width);
+      be->linear(cw.wgate, 0, width, xin, D, S, cg, width);
+      be->compress(cw, ls.comp.st, ckv, cg, S, p0, m.freq_compress.data(), rd, eps);
+      args.entries = ls.comp.st.entries;
+      args.ratio = cw.ratio;
+    }
+    if (a.indexer) {
+      const IndexerW& ix = *a.indexer;
+      const int64_t nI = c.index_n_heads, ihd = c.index_head_dim, width = 2 * ihd;
+      float* iq = buf(kIq, S * nI * ihd);
+      be->linear(ix.wq_b, 0, nI * ihd, qa, Q, S, iq, nI * ihd);
+      be->rope(iq, S, nI * ihd, nI, ihd, ihd - rd, rd, tab, false);
+      float* iw = buf(kIw, S * nI);
+      be->linear(ix.weights_proj, 0, nI, xin, D, S, iw, nI);
+      const float ws_scale = 1.0f / std::sqrt(static_cast<float>(nI));
+      for (int64_t i = 0; i < S * nI; ++i) iw[i] *= ws_scale;
+      float* ikv = buf(kIkv, S * width);
+      float* ig = buf(kIg, S * width);
+      be->linear(ix.compressor.wkv, 0, width, xin, D, S, ikv, width);
+      be->linear(ix.compressor.wgate, 0, width, xin, D, S, ig, width);
+      be->compress(ix.compressor, ls.index.st, ikv, ig, S, p0, m.freq_compress.data(), rd, eps);
+      int32_t* sel = ws.get_i32(0, static_cast<size_t>(S * c.index_topk));
+      IndexerArgs ia{S, p0, ix.compressor.ratio, nI, ihd, c.index_topk, iq, iw, ls.index.st.entries, sel};
+      be->indexer_select(ia);
+      args.select = sel;
+      args.topk = c.index_topk;
+    }
+    float* o = buf(kO, S * H * hd);
+    args.out = o;
+    be->attention(args);
+    be->rope(o, S, H * hd, H, hd, hd - rd, rd, tab, true);
+
+    for (int64_t j = std::max(p0, p0 + S - W); j < p0 + S; ++j)
+      std::memcpy(ls.ring.data() + (j % W) * hd, kv + (j - p0) * hd, static_cast<size_t>(hd) * sizeof(float));
+
+    // Grouped output projection: group g's heads (columns g·H·hd/G …) through block g of wo_a.
+    const int64_t gin = H * hd / G;
+    float* yg = buf(kYg, S * G * R);
+    for (int64_t g = 0; g < G; ++g) be->linear(a.wo_a, g * R, R, o + g * gin, H * hd, S, yg + g * R, G * R);
+    be->linear(a.wo_b, 0, D, yg, G * R, S, out, D);
+  }
+
+  // One internal step of S ≤ max_batch tokens; writes `out_rows` logits rows (the last ones).
+  void step(const int32_t* ids, int64_t S, int64_t out_rows, float* out) {
+    const int64_t D = c.hidden_size, nc = c.hc_mult, V = c.vocab_size, half = c.rope_dim / 2;
+    const int64_t p0 = pos;
+    const float eps = static_cast<float>(c.rms_norm_eps);
+    float* X = buf(kX, S * nc * D);
+    float* xin = buf(kXin, S * D);
+    float* coef = buf(kCoef, S * (nc + nc * nc));
+    float* y = buf(kY, S * D);
+    // Size every buffer whose pointer is fetched later with size 0, before use.
+    rope_table(m.freq_main, p0, S, buf(kCosMain, S * half), buf(kSinMain, S * half));
+    rope_table(m.freq_compress, p0, S, buf(kCosComp, S * half), buf(kSinComp, S * half));
+
+    be->embed(m.w.embed, ids, S, nc, X);
+    if (observer) observer(0, X, S, nc * D);
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      const LayerW& lw = m.w.layers[l];
+      be->hc_pre(lw.hc_attn, c, X, S, lw.attn_norm.data(), xin, coef);
+      attention(l, xin, S, p0, y);
+      be->hc_post(c, X, y, coef, S);
+      be->hc_pre(lw.hc_ffn, c, X, S, lw.ffn_norm.data(), xin, coef);
+      be->moe(lw.moe, c, c.moe_kind[l], xin, ids, S, y);
+      be->hc_post(c, X, y, coef, S);
+      if (observer) observer(static_cast<int>(l + 1), X, S, nc * D);
+    }
+    pos += S;
+    if (out_rows == 0) return;
+    float* h = buf(kH, out_rows * D);
+    be->hc_head(m.w.hc_head, c, X + (S - out_rows) * nc * D, out_rows, h);
+    be->rms_norm(h, out_rows, D, D, m.w.norm.data(), eps);
+    if (observer) observer(static_cast<int>(c.num_layers + 1), h, out_rows, D);
+    be->linear(m.w.head, 0, V, h, D, out_rows, out, V);
+  }
+
+  std::span<const float> forward(std::span<const int32_t> tokens, Logits which) {
+    const int64_t n = static_cast<int64_t>(tokens.size()), V = c.vocab_size;
+    if (n == 0) throw InvalidArgument("forward: no tokens given (need at least one)");
+    for (int64_t i = 0; i < n; ++i)
+      if (tokens[i] < 0 || tokens[i] >= V)
+        throw InvalidArgument("forward: token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                              " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    if (pos + n > opt.max_context)
+      throw CapacityError("forward: " + std::to_string(n) + " tokens after " + std::to_string(pos) +
+                          " would exceed the session's max_context of " + std::to_string(opt.max_context) +
+                          " (raise SessionOptions::max_context)");
+    const int64_t rows = which == Logits::All ? n : 1;
+    if (logits.size() < static_cast<size_t>(rows * V)) logits.resize(static_cast<size_t>(rows * V));
+    for (int64_t b = 0; b < n; b += opt.max_batch) {
+      const int64_t S = std::min(opt.max_batch, n - b);
+      const bool last = b + S == n;
+      const int64_t out_rows = which == Logits::All ? S : (last ? 1 : 0);
+      float* out = which == Logits::All ? logits.data() + b * V : logits.data();
+      step(tokens.data() + b, S, out_rows, out);
+    }
+    return {logits.data(), static_cast<size_t>(rows * V)};
+  }
+};
+
+Session::Session(std::shared_ptr<const Model> model, SessionOptions options) {
+  if (!model) throw InvalidArgument("Session: model is null");
+  impl_ = std::make_unique<Impl>(std::move(model), options);
+}
+Session::~Session() = default;
+
+std::span<const float> Session::forward(std::span<const int32_t> tokens, Logits which) {
+  return impl_->forward(tokens, which);
+}
+void Session::reset() { impl_->reset(); }
+int64_t Session::position() const { return impl_->pos; }
+int64_t Session::max_context() const { return impl_->opt.max_context; }
+int64_t Session::vocab_size() const { return impl_->c.vocab_size; }
+const Model& Session::model() const { return *impl_->model; }
+void Session::set_observer(Observer obs) { impl_->observer = std::move(obs); }
+
+SessionMemory Session::memory() const {
+  SessionMemory mem;
+  mem.state_bytes = impl_->state_bytes();
+  mem.scratch_bytes = impl_->ws.bytes() + impl_->be->scratch_bytes();
+  mem.logits_bytes = impl_->logits.capacity() * sizeof(float);
+  return mem;
+}
+
+}  // namespace dsv4

@@ -1,0 +1,81 @@
+#include "util/thread_pool.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+
+namespace dsv4 {
+
+ThreadPool::ThreadPool(int threads) : scratch_(static_cast<size_t>(std::max(threads, 1))) {
+  for (int t = 1; t < std::max(threads, 1); ++t) workers_.emplace_back([this, t] { worker(t); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_start_.notify_all();
+  for (auto& w : workers_) w.join();
+  for (auto& s : scratch_) std::free(s.data);
+}
+
+float* ThreadPool::scratch(int tid, size_t floats) {
+  Scratch& s = scratch_[static_cast<size_t>(tid)];
+  if (s.size < floats) {
+    const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    std::free(s.data);
+    s.data = static_cast<float*>(p);
+    s.size = bytes / sizeof(float);
+  }
+  return s.data;
+}
+
+size_t ThreadPool::scratch_bytes() const {
+  size_t b = 0;
+  for (const auto& s : scratch_) b += s.size * sizeof(float);
+  return b;
+}
+
+void ThreadPool::do_part(int part) {
+  const int64_t b = n_ * part / parts_, e = n_ * (part + 1) / parts_;
+  if (b < e) thunk_(ctx_, part, b, e);
+}
+
+void ThreadPool::run(int64_t n, int64_t parts, void* ctx, Thunk thunk) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    n_ = n;
+    parts_ = parts;
+    ctx_ = ctx;
+    thunk_ = thunk;
+    pending_.store(static_cast<int>(parts - 1));
+    ++generation_;
+  }
+  cv_start_.notify_all();
+  do_part(0);
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_done_.wait(lk, [this] { return pending_.load() == 0; });
+}
+
+void ThreadPool::worker(int tid) {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_start_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      if (tid >= parts_) continue;
+    }
+    do_part(tid);
+    if (pending_.fetch_sub(1) == 1) {
+      std::lock_guard<std::mutex> lk(mu_);
+      cv_done_.notify_all();
+    }
+  }
+}
+
+}  // namespace dsv4

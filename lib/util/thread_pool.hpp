@@ -1,0 +1,66 @@
+// A fixed pool of worker threads for data-parallel loops, with per-thread scratch memory.
+//
+// parallel_for splits [0, n) into contiguous ranges, one per participating thread (the caller
+// is thread 0), and returns when all ranges are done. No allocation per call. Not re-entrant:
+// one parallel_for at a time per pool (each Session owns its pool).
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace dsv4 {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // fn(int tid, int64_t begin, int64_t end); every range holds at least `grain` items except the last.
+  template <class F>
+  void parallel_for(int64_t n, int64_t grain, F&& fn) {
+    if (n <= 0) return;
+    const int64_t parts = std::min<int64_t>(size(), (n + std::max<int64_t>(grain, 1) - 1) / std::max<int64_t>(grain, 1));
+    if (parts <= 1) {
+      fn(0, int64_t{0}, n);
+      return;
+    }
+    using Fn = std::remove_reference_t<F>;
+    run(n, parts, const_cast<void*>(static_cast<const void*>(&fn)),
+        [](void* ctx, int tid, int64_t b, int64_t e) { (*static_cast<Fn*>(ctx))(tid, b, e); });
+  }
+
+  // Grow-only scratch of at least `floats` floats owned by thread `tid`, 64-byte aligned.
+  float* scratch(int tid, size_t floats);
+  size_t scratch_bytes() const;
+
+ private:
+  using Thunk = void (*)(void*, int, int64_t, int64_t);
+  void run(int64_t n, int64_t parts, void* ctx, Thunk thunk);
+  void worker(int tid);
+  void do_part(int part);
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_start_, cv_done_;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  int64_t n_ = 0, parts_ = 0;
+  void* ctx_ = nullptr;
+  Thunk thunk_ = nullptr;
+  std::atomic<int> pending_{0};
+
+  struct alignas(64) Scratch {
+    float* data = nullptr;
+    size_t size = 0;
+  };
+  std::vector<Scratch> scratch_;
+};
+
+}  // namespace dsv4

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dsv4 builds and tests with. Idempotent; skips apt when all are present.
+set -euo pipefail
+pkgs=(cmake g++ make libeigen3-dev libspdlog-dev doctest-dev nlohmann-json3-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+fi
