@@ -1,4 +1,5 @@
 // Parsing and validation of config.json in the published and Hugging Face layouts.
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -100,10 +101,12 @@ void parse_schedule(const Reader& r, ModelConfig& c) {
   } else if (r.has("compress_ratios")) {
     const json& cr = r.j["compress_ratios"];
     if (!cr.is_array()) r.fail("key 'compress_ratios' must be an array");
-    // The published layout carries one trailing entry per MTP block.
-    if (cr.size() != n && cr.size() != n + static_cast<size_t>(c.num_mtp_layers))
+    // The published layout carries trailing entries for the MTP block(s), even when the config
+    // declares none (the demo model: 6 layers, 7 entries, num_nextn_predict_layers 0).
+    const size_t extra = static_cast<size_t>(std::max<int64_t>(c.num_mtp_layers, 1));
+    if (cr.size() < n || cr.size() > n + extra)
       r.fail("key 'compress_ratios' has " + std::to_string(cr.size()) + " entries; expected " + std::to_string(n) +
-             " (num_hidden_layers) or " + std::to_string(n + c.num_mtp_layers) + " (plus num_nextn_predict_layers)");
+             " (num_hidden_layers) plus at most " + std::to_string(extra) + " trailing MTP entr" + (extra == 1 ? "y" : "ies"));
     for (size_t l = 0; l < n; ++l) {
       if (!cr[l].is_number_integer()) r.fail("key 'compress_ratios[" + std::to_string(l) + "]' must be an integer");
       const int64_t m = cr[l].get<int64_t>();

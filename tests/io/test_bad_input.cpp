@@ -1,0 +1,104 @@
+// Bad checkpoints and configs: each is a typed error naming the problem, and the process survives.
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+#include "dsv4/model.hpp"
+#include "support/support.hpp"
+
+using namespace dsv4;
+using namespace dsv4::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A copy of tiny_a whose tensors pass through `edit` first.
+fs::path edited_tiny(const std::string& tag, const std::function<void(std::vector<RawTensor>&)>& edit) {
+  const fs::path dir = temp_dir(tag);
+  fs::copy_file(golden_dir("tiny_a") / "config.json", dir / "config.json");
+  auto tensors = read_all(golden_dir("tiny_a") / "model.safetensors");
+  edit(tensors);
+  write_safetensors(dir / "model.safetensors", tensors);
+  return dir;
+}
+
+template <class E>
+std::string load_error(const fs::path& dir) {
+  try {
+    Model::load(dir);
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST_CASE("missing model directory or files") {
+  CHECK(load_error<IoError>("/nonexistent/dsv4-model").find("does not exist") != std::string::npos);
+  const fs::path dir = temp_dir("empty");
+  CHECK(load_error<IoError>(dir).find("config.json") != std::string::npos);
+  fs::copy_file(golden_dir("tiny_a") / "config.json", dir / "config.json");
+  CHECK(load_error<IoError>(dir).find("no checkpoint") != std::string::npos);
+}
+
+TEST_CASE("truncated checkpoint file") {
+  const fs::path dir = temp_dir("trunc");
+  fs::copy_file(golden_dir("tiny_a") / "config.json", dir / "config.json");
+  const fs::path src = golden_dir("tiny_a") / "model.safetensors";
+  std::ifstream in(src, std::ios::binary);
+  std::vector<char> bytes(fs::file_size(src) / 2);
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(dir / "model.safetensors", std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  CHECK(load_error<FormatError>(dir).find("truncated") != std::string::npos);
+}
+
+TEST_CASE("shape and dtype mismatches name the tensor with expected vs found") {
+  auto dir = edited_tiny("shape", [](auto& ts) {
+    for (auto& t : ts)
+      if (t.name == "model.layers.1.self_attn.kv_proj.weight") {
+        t.shape = {32, 256};
+      }
+  });
+  const std::string msg = load_error<ShapeError>(dir);
+  CHECK(msg.find("model.layers.1.self_attn.kv_proj.weight") != std::string::npos);
+  CHECK(msg.find("expected F32 [64, 128]") != std::string::npos);
+  CHECK(msg.find("found F32 [32, 256]") != std::string::npos);
+
+  auto dir2 = edited_tiny("dtype", [](auto& ts) {
+    for (auto& t : ts)
+      if (t.name == "model.layers.0.attn_hc.fn") {
+        t.dtype = DType::I32;
+      }
+  });
+  CHECK(load_error<ShapeError>(dir2).find("model.layers.0.attn_hc.fn") != std::string::npos);
+}
+
+TEST_CASE("missing tensor") {
+  auto dir = edited_tiny("missing", [](auto& ts) {
+    std::erase_if(ts, [](const RawTensor& t) { return t.name == "model.layers.3.self_attn.compressor.indexer.q_b_proj.weight"; });
+  });
+  CHECK(load_error<MissingTensorError>(dir).find("model.layers.3.self_attn.compressor.indexer.q_b_proj.weight") !=
+        std::string::npos);
+}
+
+TEST_CASE("hash routing table with an out-of-range expert id") {
+  auto dir = edited_tiny("tid2eid", [](auto& ts) {
+    for (auto& t : ts)
+      if (t.name == "model.layers.0.mlp.gate.tid2eid") {
+        const int64_t bad = 99;
+        std::memcpy(t.bytes.data() + 8 * 5, &bad, 8);
+      }
+  });
+  CHECK(load_error<FormatError>(dir).find("not an expert id") != std::string::npos);
+}
+
+TEST_CASE("config key missing or inconsistent") {
+  const fs::path dir = temp_dir("cfg");
+  std::ifstream in(golden_dir("tiny_a") / "config.json");
+  auto j = nlohmann::json::parse(in);
+  j.erase("hidden_size");
+  std::ofstream(dir / "config.json") << j.dump();
+  fs::copy_file(golden_dir("tiny_a") / "model.safetensors", dir / "model.safetensors");
+  CHECK(load_error<ConfigError>(dir).find("missing key 'hidden_size'") != std::string::npos);
+}
