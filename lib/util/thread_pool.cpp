@@ -2,9 +2,20 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <chrono>
 #include <new>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DSV4_PAUSE() _mm_pause()
+#else
+#define DSV4_PAUSE() std::this_thread::yield()
+#endif
 
 namespace dsv4 {
+
+namespace {
+constexpr auto kSpin = std::chrono::microseconds(200);  // spin before blocking (typical gap between ops)
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) : scratch_(static_cast<size_t>(std::max(threads, 1))) {
   for (int t = 1; t < std::max(threads, 1); ++t) workers_.emplace_back([this, t] { worker(t); });
@@ -52,10 +63,13 @@ void ThreadPool::run(int64_t n, int64_t parts, void* ctx, Thunk thunk) {
     ctx_ = ctx;
     thunk_ = thunk;
     pending_.store(static_cast<int>(parts - 1));
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   cv_start_.notify_all();
   do_part(0);
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  while (pending_.load(std::memory_order_acquire) != 0 && std::chrono::steady_clock::now() < until) DSV4_PAUSE();
+  if (pending_.load(std::memory_order_acquire) == 0) return;
   std::unique_lock<std::mutex> lk(mu_);
   cv_done_.wait(lk, [this] { return pending_.load() == 0; });
 }
@@ -63,15 +77,17 @@ void ThreadPool::run(int64_t n, int64_t parts, void* ctx, Thunk thunk) {
 void ThreadPool::worker(int tid) {
   uint64_t seen = 0;
   for (;;) {
+    const auto until = std::chrono::steady_clock::now() + kSpin;
+    while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until) DSV4_PAUSE();
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_start_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      cv_start_.wait(lk, [&] { return stop_ || generation_.load() != seen; });
       if (stop_) return;
-      seen = generation_;
+      seen = generation_.load();
       if (tid >= parts_) continue;
     }
     do_part(tid);
-    if (pending_.fetch_sub(1) == 1) {
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lk(mu_);
       cv_done_.notify_all();
     }

@@ -2,7 +2,8 @@
 //
 // parallel_for splits [0, n) into contiguous ranges, one per participating thread (the caller
 // is thread 0), and returns when all ranges are done. No allocation per call. Not re-entrant:
-// one parallel_for at a time per pool (each Session owns its pool).
+// one parallel_for at a time per pool (each Session owns its pool). Workers spin briefly
+// before sleeping, so the many small ops of a decode step do not pay a wake-up each.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -49,7 +50,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_start_, cv_done_;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
   int64_t n_ = 0, parts_ = 0;
   void* ctx_ = nullptr;

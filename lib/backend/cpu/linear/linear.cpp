@@ -75,7 +75,9 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
   const int64_t C = w.cols;
   const int64_t tiles = (n + kTileRows - 1) / kTileRows;
   // Decode cost is paid once per tile and shared by all S rows of x.
-  pool_.parallel_for(tiles, 1, [&](int tid, int64_t tb, int64_t te) {
+  // Below ~64K multiply-adds per tile the hand-off costs more than it saves: use fewer threads.
+  const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, kTileRows * C * S));
+  pool_.parallel_for(tiles, grain, [&](int tid, int64_t tb, int64_t te) {
     float* tile = w.fmt == WFormat::F32 ? nullptr : pool_.scratch(tid, static_cast<size_t>(kTileRows * C));
     for (int64_t t = tb; t < te; ++t) {
       const int64_t j0 = t * kTileRows, rows = std::min(kTileRows, n - j0);
