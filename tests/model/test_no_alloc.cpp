@@ -1,0 +1,45 @@
+// Decode steps after the first allocate nothing on the heap (counted by replacing operator new).
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "dsv4/model.hpp"
+#include "support/support.hpp"
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<int64_t> g_allocs{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocs.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+TEST_CASE("no heap allocation per decoded token") {
+  using namespace dsv4;
+  const auto g = test::load_golden("mid_flash");
+  const auto model = Model::load(test::golden_dir("mid_flash"));
+  SessionOptions opt;
+  opt.threads = 2;
+  Session s(model, opt);
+  s.forward({g.ids.data(), 300});
+  s.forward({g.ids.data() + 300, 1});  // first decode step sizes the buffers
+  g_allocs = 0;
+  g_counting = true;
+  for (int i = 0; i < 90; ++i) s.forward({g.ids.data() + 301 + i, 1});  // crosses CSA ends and the HCA end at 383
+  g_counting = false;
+  CHECK(g_allocs.load() == 0);
+  // The counter itself works.
+  g_counting = true;
+  auto* probe = new std::vector<int>(10);
+  g_counting = false;
+  delete probe;
+  CHECK(g_allocs.load() >= 1);
+}
