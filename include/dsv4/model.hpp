@@ -25,10 +25,12 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "dsv4/config.hpp"
 #include "dsv4/error.hpp"
 #include "dsv4/export.hpp"
+#include "dsv4/sampler.hpp"
 
 namespace dsv4 {
 
@@ -70,6 +72,37 @@ struct SessionOptions {
 
 enum class Logits { Last, All };
 
+// A deep copy of a session's state (caches, position, last logits). Immutable and cheap to
+// copy (shared); restoring it into a session copies the data again. Valid for sessions of the
+// same Model whose max_context is at least its position.
+class DSV4_API SessionSnapshot {
+ public:
+  int64_t position() const;
+  uint64_t bytes() const;
+  struct Data;
+  explicit SessionSnapshot(std::shared_ptr<const Data> d) : d_(std::move(d)) {}
+  const Data& data() const { return *d_; }
+
+ private:
+  std::shared_ptr<const Data> d_;
+};
+
+enum class StopReason { MaxTokens, StopToken, StopPredicate, Cancelled, ContextFull };
+
+struct GenerateOptions {
+  int max_tokens = 256;
+  std::vector<int32_t> stop_tokens;  // generation ends after producing one of these
+  // Called with all tokens generated so far; return true to stop.
+  std::function<bool(std::span<const int32_t> generated)> stop_when;
+  // Streaming: called with each new token; return false to cancel.
+  std::function<bool(int32_t token)> on_token;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // every sampled token, the stop token included
+  StopReason reason = StopReason::MaxTokens;
+};
+
 struct SessionMemory {
   uint64_t state_bytes = 0;    // caches: window rows, compressor state, compressed entries, indexer keys
   uint64_t scratch_bytes = 0;  // activations and per-thread buffers (grows to the largest step, then fixed)
@@ -91,8 +124,25 @@ class DSV4_API Session {
   // Forgets the sequence; keeps allocations.
   void reset();
 
+  // Logits of the last token fed so far ([vocab]); empty before the first forward().
+  std::span<const float> last_logits() const;
+
+  // Feeds `prompt` (may be empty to continue from last_logits()), then samples and feeds
+  // tokens until a stop condition. Each sampled token is fed before the next one is sampled,
+  // except the last returned one: the session ends positioned after it is *not* yet fed, so
+  // the caller may feed it (or anything else) next. Cancellation and errors leave the session
+  // usable and consistent with position().
+  GenerateResult generate(std::span<const int32_t> prompt, Sampler& sampler, const GenerateOptions& options = {});
+
+  // Explicit copies of the state: snapshot() copies out, restore() copies in (the session's own
+  // options are kept), fork() makes a new independent session with a copy of this state.
+  SessionSnapshot snapshot() const;
+  void restore(const SessionSnapshot& snap);
+  std::unique_ptr<Session> fork() const;
+
   int64_t position() const;      // tokens consumed so far
   int64_t max_context() const;
+  const SessionOptions& options() const;
   int64_t vocab_size() const;
   SessionMemory memory() const;
   const Model& model() const;

@@ -2,6 +2,7 @@
 
 #include "model/model_impl.hpp"
 #include "model/rope.hpp"
+#include "util/log.hpp"
 
 namespace dsv4 {
 
@@ -18,6 +19,9 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) {
   auto impl = std::unique_ptr<Impl>(new Impl{std::move(cfg), std::move(store), std::move(w), {}, {}});
   impl->freq_main = rope_frequencies(impl->cfg.rope_main, impl->cfg.rope_dim);
   impl->freq_compress = rope_frequencies(impl->cfg.rope_compress, impl->cfg.rope_dim);
+  log(LogLevel::Info, "loaded " + dir.string() + ": " + std::to_string(impl->store.size()) + " tensors, " +
+                          std::to_string(impl->cfg.num_layers) + " layers (" +
+                          (impl->w.layout == CheckpointLayout::Published ? "published" : "huggingface") + " layout)");
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 

@@ -51,6 +51,8 @@ struct Session::Impl {
   std::vector<LayerState> layers;
   Workspace ws;
   std::vector<float> logits;
+  std::vector<float> last;  // logits of the last token fed
+  bool has_last = false;
   int64_t pos = 0;
   Observer observer;
 
@@ -70,6 +72,7 @@ struct Session::Impl {
 
   void reset() {
     pos = 0;
+    has_last = false;
     for (auto& ls : layers) {
       ls.comp.st.n_entries = 0;
       ls.index.st.n_entries = 0;
@@ -217,6 +220,9 @@ struct Session::Impl {
       float* out = which == Logits::All ? logits.data() + b * V : logits.data();
       step(tokens.data() + b, S, out_rows, out);
     }
+    if (last.size() != static_cast<size_t>(V)) last.resize(static_cast<size_t>(V));
+    std::copy_n(logits.data() + (rows - 1) * V, V, last.data());
+    has_last = true;
     return {logits.data(), static_cast<size_t>(rows * V)};
   }
 };
@@ -243,6 +249,138 @@ SessionMemory Session::memory() const {
   mem.scratch_bytes = impl_->ws.bytes() + impl_->be->scratch_bytes();
   mem.logits_bytes = impl_->logits.capacity() * sizeof(float);
   return mem;
+}
+
+}  // namespace dsv4
+
+namespace dsv4 {
+
+// ---- snapshots ----
+struct SessionSnapshot::Data {
+  const Model* model = nullptr;
+  int64_t pos = 0;
+  std::vector<float> last;
+  struct Comp {
+    std::vector<float> pend_kv, pend_g, prev_kv, prev_g, entries;
+    int64_t n_entries = 0;
+  };
+  struct Layer {
+    std::vector<float> ring;
+    Comp comp, index;
+  };
+  std::vector<Layer> layers;
+  uint64_t bytes() const {
+    uint64_t b = last.size() * 4;
+    for (const auto& l : layers) {
+      b += l.ring.size() * 4;
+      for (const Comp* c : {&l.comp, &l.index})
+        b += (c->pend_kv.size() + c->pend_g.size() + c->prev_kv.size() + c->prev_g.size() + c->entries.size()) * 4;
+    }
+    return b;
+  }
+};
+
+int64_t SessionSnapshot::position() const { return d_->pos; }
+uint64_t SessionSnapshot::bytes() const { return d_->bytes(); }
+
+namespace {
+void save_comp(const CompressorBuf& b, int64_t width, SessionSnapshot::Data::Comp& out) {
+  out.pend_kv = b.pend_kv;
+  out.pend_g = b.pend_g;
+  out.prev_kv = b.prev_kv;
+  out.prev_g = b.prev_g;
+  out.n_entries = b.st.n_entries;
+  out.entries.assign(b.entries.begin(), b.entries.begin() + b.st.n_entries * width);
+}
+void load_comp(const SessionSnapshot::Data::Comp& in, CompressorBuf& b) {
+  std::copy(in.pend_kv.begin(), in.pend_kv.end(), b.pend_kv.begin());
+  std::copy(in.pend_g.begin(), in.pend_g.end(), b.pend_g.begin());
+  std::copy(in.prev_kv.begin(), in.prev_kv.end(), b.prev_kv.begin());
+  std::copy(in.prev_g.begin(), in.prev_g.end(), b.prev_g.begin());
+  std::copy(in.entries.begin(), in.entries.end(), b.entries.begin());
+  b.st.n_entries = in.n_entries;
+}
+}  // namespace
+
+SessionSnapshot Session::snapshot() const {
+  const Impl& s = *impl_;
+  auto d = std::make_shared<SessionSnapshot::Data>();
+  d->model = s.model.get();
+  d->pos = s.pos;
+  if (s.has_last) d->last = s.last;
+  d->layers.resize(s.layers.size());
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    d->layers[l].ring = s.layers[l].ring;
+    const AttentionW& a = s.m.w.layers[l].attn;
+    if (a.compressor) save_comp(s.layers[l].comp, a.compressor->width, d->layers[l].comp);
+    if (a.indexer) save_comp(s.layers[l].index, a.indexer->compressor.width, d->layers[l].index);
+  }
+  return SessionSnapshot(std::move(d));
+}
+
+void Session::restore(const SessionSnapshot& snap) {
+  Impl& s = *impl_;
+  const auto& d = snap.data();
+  if (d.model != s.model.get()) throw InvalidArgument("restore: the snapshot was taken from a session of another model");
+  if (d.pos > s.opt.max_context)
+    throw CapacityError("restore: snapshot at position " + std::to_string(d.pos) + " exceeds this session's max_context " +
+                        std::to_string(s.opt.max_context));
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    s.layers[l].ring = d.layers[l].ring;
+    const AttentionW& a = s.m.w.layers[l].attn;
+    if (a.compressor) load_comp(d.layers[l].comp, s.layers[l].comp);
+    if (a.indexer) load_comp(d.layers[l].index, s.layers[l].index);
+  }
+  s.pos = d.pos;
+  s.has_last = !d.last.empty();
+  if (s.has_last) s.last = d.last;
+}
+
+std::unique_ptr<Session> Session::fork() const {
+  auto out = std::make_unique<Session>(impl_->model, impl_->opt);
+  out->restore(snapshot());
+  return out;
+}
+
+const SessionOptions& Session::options() const { return impl_->opt; }
+
+std::span<const float> Session::last_logits() const {
+  if (!impl_->has_last) return {};
+  return {impl_->last.data(), impl_->last.size()};
+}
+
+// ---- generation ----
+GenerateResult Session::generate(std::span<const int32_t> prompt, Sampler& sampler, const GenerateOptions& o) {
+  if (o.max_tokens < 0) throw InvalidArgument("generate: max_tokens must be >= 0");
+  if (!prompt.empty()) forward(prompt, Logits::Last);
+  if (!impl_->has_last) throw InvalidArgument("generate: empty prompt and nothing fed yet (no logits to sample from)");
+  GenerateResult r;
+  r.tokens.reserve(static_cast<size_t>(o.max_tokens));
+  for (int i = 0; i < o.max_tokens; ++i) {
+    if (i > 0) {
+      if (position() >= max_context()) {
+        r.reason = StopReason::ContextFull;
+        return r;
+      }
+      forward({&r.tokens.back(), 1}, Logits::Last);
+    }
+    const int32_t tok = sampler.sample(last_logits());
+    r.tokens.push_back(tok);
+    if (o.on_token && !o.on_token(tok)) {
+      r.reason = StopReason::Cancelled;
+      return r;
+    }
+    if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), tok) != o.stop_tokens.end()) {
+      r.reason = StopReason::StopToken;
+      return r;
+    }
+    if (o.stop_when && o.stop_when(r.tokens)) {
+      r.reason = StopReason::StopPredicate;
+      return r;
+    }
+  }
+  r.reason = StopReason::MaxTokens;
+  return r;
 }
 
 }  // namespace dsv4

@@ -1,0 +1,202 @@
+/* dsv4.h: the C ABI of the dsv4 DeepSeek-V4 inference engine. Pure C (C99/C11), no C++ headers.
+ *
+ * A worked decode -> sample loop:
+ *
+ *   dsv4_model* model; dsv4_session* sess; dsv4_sampler* smp;
+ *   if (dsv4_model_load("DeepSeek-V4-Flash", &model) != DSV4_OK) { puts(dsv4_last_error()); return 1; }
+ *   dsv4_session_params sp = dsv4_session_default_params();
+ *   dsv4_session_create(model, &sp, &sess);
+ *   dsv4_sampler_params pp = dsv4_sampler_default_params();  pp.temperature = 0.7f; pp.top_k = 50;
+ *   dsv4_sampler_create(&pp, &smp);
+ *   const float* logits; size_t n;
+ *   int32_t tok[] = {0, 1234, 5678};
+ *   dsv4_session_forward(sess, tok, 3, 0, &logits, &n);        // n == vocab
+ *   for (int i = 0; i < 32; ++i) {
+ *     int32_t next;
+ *     dsv4_sampler_sample(smp, logits, n, &next);
+ *     dsv4_session_forward(sess, &next, 1, 0, &logits, &n);
+ *   }
+ *   dsv4_sampler_free(smp); dsv4_session_free(sess); dsv4_model_free(model);
+ *
+ * Conventions
+ * - Every function that can fail returns dsv4_status; on failure dsv4_last_error() returns a
+ *   message for the calling thread (valid until that thread's next dsv4 call). Nothing is thrown
+ *   across this boundary and nothing aborts the process.
+ * - A failed call changes nothing: outputs are written only on DSV4_OK, and a session keeps the
+ *   state it had before the call (DSV4_ERR_CANCELLED from generate is the one partial result,
+ *   documented there).
+ * - Handles are created by *_create / *_load and released by the matching *_free (NULL is a
+ *   no-op). A model must outlive nothing: sessions keep it alive internally, so
+ *   dsv4_model_free may be called while sessions still exist.
+ * - Threads: a model may be shared by any number of threads; a session or sampler is used by
+ *   one thread at a time.
+ * - Parameter structs begin with struct_size: initialise them from *_default_params() so newer
+ *   library versions can add fields without breaking existing callers.
+ */
+#ifndef DSV4_H
+#define DSV4_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define DSV4_C_API __declspec(dllexport)
+#else
+#define DSV4_C_API __attribute__((visibility("default")))
+#endif
+
+#define DSV4_API_VERSION 1
+
+typedef enum dsv4_status {
+  DSV4_OK = 0,
+  DSV4_ERR_INVALID_ARGUMENT = 1, /* bad parameter, NULL pointer, token id out of range, empty input */
+  DSV4_ERR_IO = 2,               /* file missing or unreadable */
+  DSV4_ERR_FORMAT = 3,           /* malformed safetensors / JSON */
+  DSV4_ERR_CONFIG = 4,           /* config.json key missing or inconsistent */
+  DSV4_ERR_SHAPE = 5,            /* tensor dtype/shape differs from the config */
+  DSV4_ERR_MISSING_TENSOR = 6,   /* required tensor absent */
+  DSV4_ERR_CAPACITY = 7,         /* session max_context would be exceeded */
+  DSV4_ERR_CANCELLED = 8,        /* a callback asked to stop */
+  DSV4_ERR_OUT_OF_MEMORY = 9,
+  DSV4_ERR_INTERNAL = 10
+} dsv4_status;
+
+typedef struct dsv4_model dsv4_model;
+typedef struct dsv4_session dsv4_session;
+typedef struct dsv4_sampler dsv4_sampler;
+typedef struct dsv4_snapshot dsv4_snapshot;
+
+/* Library version string ("0.1.0") and the API version it implements (DSV4_API_VERSION). */
+DSV4_C_API const char* dsv4_version(void);
+DSV4_C_API int dsv4_api_version(void);
+/* Message of the last failure on this thread ("" if none). Owned by the library. */
+DSV4_C_API const char* dsv4_last_error(void);
+DSV4_C_API const char* dsv4_status_name(dsv4_status s);
+
+/* Log messages (level: 0 debug, 1 info, 2 warning, 3 error) go to `cb` (NULL: silent, the default).
+ * The callback may be called from any thread that calls into dsv4. */
+typedef void (*dsv4_log_fn)(int level, const char* message, void* user_data);
+DSV4_C_API void dsv4_set_log_callback(dsv4_log_fn cb, void* user_data);
+
+/* ---- model ---- */
+/* Loads a checkpoint directory. On DSV4_OK *out owns a new model; on failure *out is untouched. */
+DSV4_C_API dsv4_status dsv4_model_load(const char* dir, dsv4_model** out);
+DSV4_C_API void dsv4_model_free(dsv4_model* model);
+DSV4_C_API int64_t dsv4_model_vocab_size(const dsv4_model* model);
+DSV4_C_API int64_t dsv4_model_num_layers(const dsv4_model* model);
+DSV4_C_API int64_t dsv4_model_bos_token(const dsv4_model* model);
+DSV4_C_API int64_t dsv4_model_eos_token(const dsv4_model* model);
+
+/* ---- session ---- */
+typedef struct dsv4_session_params {
+  size_t struct_size;   /* sizeof(dsv4_session_params) */
+  int32_t threads;      /* 0: one per hardware thread */
+  int64_t max_context;  /* 0: min(max_position_embeddings, 16384) */
+  int64_t max_batch;    /* tokens per internal step, default 512 */
+} dsv4_session_params;
+DSV4_C_API dsv4_session_params dsv4_session_default_params(void);
+DSV4_C_API dsv4_status dsv4_session_create(const dsv4_model* model, const dsv4_session_params* params, dsv4_session** out);
+DSV4_C_API void dsv4_session_free(dsv4_session* session);
+
+/* Feeds n tokens. all_logits != 0: *logits points to [n, vocab] floats, else to [vocab] of the
+ * last token; *n_floats receives the count. The pointer is owned by the session and valid until
+ * its next forward/generate/reset/restore/free (no copy is made). On failure the session is
+ * unchanged and outputs are untouched. */
+DSV4_C_API dsv4_status dsv4_session_forward(dsv4_session* session, const int32_t* tokens, size_t n, int all_logits,
+                                            const float** logits, size_t* n_floats);
+DSV4_C_API dsv4_status dsv4_session_reset(dsv4_session* session);
+DSV4_C_API int64_t dsv4_session_position(const dsv4_session* session);
+DSV4_C_API int64_t dsv4_session_max_context(const dsv4_session* session);
+/* Logits of the last token fed ([vocab]); *logits = NULL and *n_floats = 0 before any forward. */
+DSV4_C_API dsv4_status dsv4_session_last_logits(const dsv4_session* session, const float** logits, size_t* n_floats);
+/* Bytes of caches / scratch currently held. */
+DSV4_C_API uint64_t dsv4_session_memory_bytes(const dsv4_session* session);
+
+/* Snapshots are deep copies: *out owns a new snapshot (free with dsv4_snapshot_free). Restore
+ * copies it into the session; fork creates a new session (*out) holding a copy of the state. */
+DSV4_C_API dsv4_status dsv4_session_snapshot(const dsv4_session* session, dsv4_snapshot** out);
+DSV4_C_API dsv4_status dsv4_session_restore(dsv4_session* session, const dsv4_snapshot* snap);
+DSV4_C_API dsv4_status dsv4_session_fork(const dsv4_session* session, dsv4_session** out);
+DSV4_C_API int64_t dsv4_snapshot_position(const dsv4_snapshot* snap);
+DSV4_C_API void dsv4_snapshot_free(dsv4_snapshot* snap);
+
+/* ---- sampler ---- */
+typedef struct dsv4_sampler_params {
+  size_t struct_size; /* sizeof(dsv4_sampler_params) */
+  uint64_t seed;
+  float temperature;  /* <= 0: greedy */
+  int32_t top_k;      /* 0: off */
+  float top_p;        /* 1: off */
+  float min_p;        /* 0: off */
+  float repetition_penalty, presence_penalty, frequency_penalty;
+  int32_t penalty_window;
+} dsv4_sampler_params;
+DSV4_C_API dsv4_sampler_params dsv4_sampler_default_params(void);
+/* The standard chain of the params: penalties, temperature, top-k, top-p, min-p, draw. */
+DSV4_C_API dsv4_status dsv4_sampler_create(const dsv4_sampler_params* params, dsv4_sampler** out);
+/* An empty chain (add stages yourself); draws from softmax if no stage selects. */
+DSV4_C_API dsv4_status dsv4_sampler_create_empty(uint64_t seed, dsv4_sampler** out);
+DSV4_C_API void dsv4_sampler_free(dsv4_sampler* sampler);
+
+typedef enum dsv4_stage_kind {
+  DSV4_STAGE_TEMPERATURE = 0, /* value: t */
+  DSV4_STAGE_TOP_K = 1,       /* value: k */
+  DSV4_STAGE_TOP_P = 2,       /* value: p */
+  DSV4_STAGE_MIN_P = 3,       /* value: p */
+  DSV4_STAGE_GREEDY = 4,
+  DSV4_STAGE_DIST = 5
+} dsv4_stage_kind;
+DSV4_C_API dsv4_status dsv4_sampler_add_stage(dsv4_sampler* sampler, dsv4_stage_kind kind, float value);
+
+/* A custom stage sees the candidates: it may change logits, reorder ids/logits together, lower
+ * *size (keep a prefix), or set *selected to an index to end the chain (-1: no selection). */
+typedef struct dsv4_candidates {
+  int32_t* ids;
+  float* logits;
+  size_t size;
+  int64_t selected;
+} dsv4_candidates;
+typedef struct dsv4_sampler_stage_vtable {
+  size_t struct_size; /* sizeof(dsv4_sampler_stage_vtable) */
+  /* Return DSV4_OK, or any other status to fail the sample call with it. */
+  dsv4_status (*apply)(void* user_data, dsv4_candidates* candidates);
+  /* Called once when the sampler is freed (may be NULL). */
+  void (*destroy)(void* user_data);
+} dsv4_sampler_stage_vtable;
+/* The vtable is copied; user_data is passed back unchanged and owned by the caller until destroy. */
+DSV4_C_API dsv4_status dsv4_sampler_add_custom_stage(dsv4_sampler* sampler, const dsv4_sampler_stage_vtable* vtable,
+                                                     void* user_data);
+
+/* Runs the chain on logits[n_vocab]; on DSV4_OK *token is the choice (also recorded for penalties). */
+DSV4_C_API dsv4_status dsv4_sampler_sample(dsv4_sampler* sampler, const float* logits, size_t n_vocab, int32_t* token);
+DSV4_C_API dsv4_status dsv4_sampler_accept(dsv4_sampler* sampler, int32_t token);
+DSV4_C_API dsv4_status dsv4_sampler_reset(dsv4_sampler* sampler, uint64_t seed);
+
+/* ---- generation ---- */
+/* Return non-zero to continue, 0 to cancel. */
+typedef int (*dsv4_token_fn)(int32_t token, void* user_data);
+typedef struct dsv4_generate_params {
+  size_t struct_size;        /* sizeof(dsv4_generate_params) */
+  int32_t max_tokens;        /* default 256 */
+  const int32_t* stop_tokens;
+  size_t n_stop_tokens;
+  dsv4_token_fn on_token;    /* may be NULL */
+  void* user_data;
+} dsv4_generate_params;
+DSV4_C_API dsv4_generate_params dsv4_generate_default_params(void);
+/* Feeds the prompt (n may be 0 to continue), samples up to max_tokens tokens into out[capacity]
+ * and sets *n_out. The last token written is not yet fed to the session (see model.hpp).
+ * DSV4_ERR_CANCELLED: on_token returned 0; out and n_out hold the tokens so far and the session is
+ * consistent with them. */
+DSV4_C_API dsv4_status dsv4_session_generate(dsv4_session* session, dsv4_sampler* sampler, const int32_t* prompt, size_t n,
+                                             const dsv4_generate_params* params, int32_t* out, size_t capacity,
+                                             size_t* n_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DSV4_H */

@@ -1,0 +1,316 @@
+// The C ABI: handles wrap the C++ objects; every entry point converts exceptions to statuses.
+#include "dsv4.h"
+
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "dsv4/model.hpp"
+#include "util/log.hpp"
+
+struct dsv4_model {
+  std::shared_ptr<const dsv4::Model> m;
+};
+struct dsv4_session {
+  std::unique_ptr<dsv4::Session> s;
+};
+struct dsv4_sampler {
+  dsv4::Sampler s;
+};
+struct dsv4_snapshot {
+  dsv4::SessionSnapshot snap;
+};
+
+namespace {
+
+thread_local std::string g_last_error;
+
+dsv4_status fail(dsv4_status st, const std::string& msg) {
+  g_last_error = msg;
+  return st;
+}
+
+dsv4_status status_of(dsv4::ErrorKind k) {
+  switch (k) {
+    case dsv4::ErrorKind::Io: return DSV4_ERR_IO;
+    case dsv4::ErrorKind::Format: return DSV4_ERR_FORMAT;
+    case dsv4::ErrorKind::Config: return DSV4_ERR_CONFIG;
+    case dsv4::ErrorKind::Shape: return DSV4_ERR_SHAPE;
+    case dsv4::ErrorKind::MissingTensor: return DSV4_ERR_MISSING_TENSOR;
+    case dsv4::ErrorKind::InvalidArgument: return DSV4_ERR_INVALID_ARGUMENT;
+    case dsv4::ErrorKind::Capacity: return DSV4_ERR_CAPACITY;
+  }
+  return DSV4_ERR_INTERNAL;
+}
+
+// A status carried through a C++ stage back to the C caller.
+struct StageFailure : dsv4::Error {
+  dsv4_status st;
+  StageFailure(dsv4_status s, const std::string& m) : dsv4::Error(dsv4::ErrorKind::InvalidArgument, m), st(s) {}
+};
+
+template <class F>
+dsv4_status guard(F&& f) {
+  try {
+    f();
+    g_last_error.clear();
+    return DSV4_OK;
+  } catch (const StageFailure& e) {
+    return fail(e.st, e.what());
+  } catch (const dsv4::Error& e) {
+    return fail(status_of(e.kind()), e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(DSV4_ERR_OUT_OF_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return fail(DSV4_ERR_INTERNAL, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return fail(DSV4_ERR_INTERNAL, "internal error: unknown exception");
+  }
+}
+
+#define DSV4_REQUIRE(cond, what) \
+  if (!(cond)) return fail(DSV4_ERR_INVALID_ARGUMENT, std::string(__func__) + ": " + (what))
+
+class CStage final : public dsv4::SamplerStage {
+ public:
+  CStage(const dsv4_sampler_stage_vtable& vt, void* user) : vt_(vt), user_(user) {}
+  ~CStage() override {
+    if (vt_.destroy != nullptr) vt_.destroy(user_);
+  }
+  void apply(dsv4::Candidates& c, dsv4::SamplerContext&) override {
+    dsv4_candidates v{c.ids(), c.logits(), c.size(), -1};
+    const dsv4_status st = vt_.apply(user_, &v);
+    if (st != DSV4_OK) throw StageFailure(st, "custom sampler stage returned " + std::string(dsv4_status_name(st)));
+    if (v.size > c.size()) throw StageFailure(DSV4_ERR_INVALID_ARGUMENT, "custom sampler stage grew the candidate set");
+    c.mark_reordered();
+    c.truncate(v.size);
+    if (v.selected >= 0) c.select(static_cast<size_t>(v.selected));
+  }
+  std::string name() const override { return "custom_c"; }
+
+ private:
+  dsv4_sampler_stage_vtable vt_;
+  void* user_;
+};
+
+}  // namespace
+
+extern "C" {
+
+const char* dsv4_version(void) { return "0.1.0"; }
+int dsv4_api_version(void) { return DSV4_API_VERSION; }
+const char* dsv4_last_error(void) { return g_last_error.c_str(); }
+
+const char* dsv4_status_name(dsv4_status s) {
+  switch (s) {
+    case DSV4_OK: return "DSV4_OK";
+    case DSV4_ERR_INVALID_ARGUMENT: return "DSV4_ERR_INVALID_ARGUMENT";
+    case DSV4_ERR_IO: return "DSV4_ERR_IO";
+    case DSV4_ERR_FORMAT: return "DSV4_ERR_FORMAT";
+    case DSV4_ERR_CONFIG: return "DSV4_ERR_CONFIG";
+    case DSV4_ERR_SHAPE: return "DSV4_ERR_SHAPE";
+    case DSV4_ERR_MISSING_TENSOR: return "DSV4_ERR_MISSING_TENSOR";
+    case DSV4_ERR_CAPACITY: return "DSV4_ERR_CAPACITY";
+    case DSV4_ERR_CANCELLED: return "DSV4_ERR_CANCELLED";
+    case DSV4_ERR_OUT_OF_MEMORY: return "DSV4_ERR_OUT_OF_MEMORY";
+    case DSV4_ERR_INTERNAL: return "DSV4_ERR_INTERNAL";
+  }
+  return "DSV4_ERR_UNKNOWN";
+}
+
+void dsv4_set_log_callback(dsv4_log_fn cb, void* user_data) { dsv4::set_log_callback(cb, user_data); }
+
+dsv4_status dsv4_model_load(const char* dir, dsv4_model** out) {
+  DSV4_REQUIRE(dir != nullptr && out != nullptr, "dir and out must not be NULL");
+  return guard([&] {
+    auto m = dsv4::Model::load(dir);
+    *out = new dsv4_model{std::move(m)};
+  });
+}
+void dsv4_model_free(dsv4_model* model) { delete model; }
+int64_t dsv4_model_vocab_size(const dsv4_model* m) { return m ? m->m->config().vocab_size : 0; }
+int64_t dsv4_model_num_layers(const dsv4_model* m) { return m ? m->m->config().num_layers : 0; }
+int64_t dsv4_model_bos_token(const dsv4_model* m) { return m ? m->m->config().bos_token_id : -1; }
+int64_t dsv4_model_eos_token(const dsv4_model* m) { return m ? m->m->config().eos_token_id : -1; }
+
+dsv4_session_params dsv4_session_default_params(void) {
+  dsv4_session_params p;
+  std::memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  p.max_batch = 512;
+  return p;
+}
+
+dsv4_status dsv4_session_create(const dsv4_model* model, const dsv4_session_params* params, dsv4_session** out) {
+  DSV4_REQUIRE(model != nullptr && out != nullptr, "model and out must not be NULL");
+  dsv4::SessionOptions o;
+  if (params != nullptr) {
+    DSV4_REQUIRE(params->struct_size >= sizeof(size_t), "params->struct_size is not set (use dsv4_session_default_params())");
+    const dsv4_session_params d = dsv4_session_default_params();
+    dsv4_session_params p = d;
+    std::memcpy(&p, params, std::min(params->struct_size, sizeof p));
+    DSV4_REQUIRE(p.threads >= 0 && p.max_context >= 0 && p.max_batch > 0, "threads/max_context must be >= 0, max_batch > 0");
+    o.threads = p.threads;
+    o.max_context = p.max_context;
+    o.max_batch = p.max_batch;
+  }
+  return guard([&] { *out = new dsv4_session{std::make_unique<dsv4::Session>(model->m, o)}; });
+}
+void dsv4_session_free(dsv4_session* s) { delete s; }
+
+dsv4_status dsv4_session_forward(dsv4_session* s, const int32_t* tokens, size_t n, int all_logits, const float** logits,
+                                 size_t* n_floats) {
+  DSV4_REQUIRE(s != nullptr && logits != nullptr && n_floats != nullptr, "session, logits and n_floats must not be NULL");
+  DSV4_REQUIRE(tokens != nullptr || n == 0, "tokens is NULL");
+  return guard([&] {
+    auto out = s->s->forward({tokens, n}, all_logits ? dsv4::Logits::All : dsv4::Logits::Last);
+    *logits = out.data();
+    *n_floats = out.size();
+  });
+}
+
+dsv4_status dsv4_session_reset(dsv4_session* s) {
+  DSV4_REQUIRE(s != nullptr, "session is NULL");
+  return guard([&] { s->s->reset(); });
+}
+int64_t dsv4_session_position(const dsv4_session* s) { return s ? s->s->position() : -1; }
+int64_t dsv4_session_max_context(const dsv4_session* s) { return s ? s->s->max_context() : -1; }
+uint64_t dsv4_session_memory_bytes(const dsv4_session* s) { return s ? s->s->memory().total() : 0; }
+
+dsv4_status dsv4_session_last_logits(const dsv4_session* s, const float** logits, size_t* n_floats) {
+  DSV4_REQUIRE(s != nullptr && logits != nullptr && n_floats != nullptr, "arguments must not be NULL");
+  auto l = s->s->last_logits();
+  *logits = l.empty() ? nullptr : l.data();
+  *n_floats = l.size();
+  return DSV4_OK;
+}
+
+dsv4_status dsv4_session_snapshot(const dsv4_session* s, dsv4_snapshot** out) {
+  DSV4_REQUIRE(s != nullptr && out != nullptr, "session and out must not be NULL");
+  return guard([&] { *out = new dsv4_snapshot{s->s->snapshot()}; });
+}
+dsv4_status dsv4_session_restore(dsv4_session* s, const dsv4_snapshot* snap) {
+  DSV4_REQUIRE(s != nullptr && snap != nullptr, "session and snapshot must not be NULL");
+  return guard([&] { s->s->restore(snap->snap); });
+}
+dsv4_status dsv4_session_fork(const dsv4_session* s, dsv4_session** out) {
+  DSV4_REQUIRE(s != nullptr && out != nullptr, "session and out must not be NULL");
+  return guard([&] { *out = new dsv4_session{s->s->fork()}; });
+}
+int64_t dsv4_snapshot_position(const dsv4_snapshot* snap) { return snap ? snap->snap.position() : -1; }
+void dsv4_snapshot_free(dsv4_snapshot* snap) { delete snap; }
+
+dsv4_sampler_params dsv4_sampler_default_params(void) {
+  dsv4_sampler_params p;
+  std::memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  const dsv4::SamplerParams d;
+  p.seed = d.seed;
+  p.temperature = d.temperature;
+  p.top_k = d.top_k;
+  p.top_p = d.top_p;
+  p.min_p = d.min_p;
+  p.repetition_penalty = d.repetition_penalty;
+  p.presence_penalty = d.presence_penalty;
+  p.frequency_penalty = d.frequency_penalty;
+  p.penalty_window = d.penalty_window;
+  return p;
+}
+
+dsv4_status dsv4_sampler_create(const dsv4_sampler_params* params, dsv4_sampler** out) {
+  DSV4_REQUIRE(params != nullptr && out != nullptr, "params and out must not be NULL");
+  DSV4_REQUIRE(params->struct_size >= sizeof(size_t), "params->struct_size is not set (use dsv4_sampler_default_params())");
+  dsv4_sampler_params p = dsv4_sampler_default_params();
+  std::memcpy(&p, params, std::min(params->struct_size, sizeof p));
+  return guard([&] {
+    dsv4::SamplerParams sp;
+    sp.seed = p.seed;
+    sp.temperature = p.temperature;
+    sp.top_k = p.top_k;
+    sp.top_p = p.top_p;
+    sp.min_p = p.min_p;
+    sp.repetition_penalty = p.repetition_penalty;
+    sp.presence_penalty = p.presence_penalty;
+    sp.frequency_penalty = p.frequency_penalty;
+    sp.penalty_window = p.penalty_window;
+    *out = new dsv4_sampler{dsv4::Sampler::from_params(sp)};
+  });
+}
+
+dsv4_status dsv4_sampler_create_empty(uint64_t seed, dsv4_sampler** out) {
+  DSV4_REQUIRE(out != nullptr, "out must not be NULL");
+  return guard([&] { *out = new dsv4_sampler{dsv4::Sampler(seed)}; });
+}
+void dsv4_sampler_free(dsv4_sampler* s) { delete s; }
+
+dsv4_status dsv4_sampler_add_stage(dsv4_sampler* s, dsv4_stage_kind kind, float value) {
+  DSV4_REQUIRE(s != nullptr, "sampler is NULL");
+  return guard([&] {
+    switch (kind) {
+      case DSV4_STAGE_TEMPERATURE: s->s.add(dsv4::stages::temperature(value)); break;
+      case DSV4_STAGE_TOP_K: s->s.add(dsv4::stages::top_k(static_cast<int>(value))); break;
+      case DSV4_STAGE_TOP_P: s->s.add(dsv4::stages::top_p(value)); break;
+      case DSV4_STAGE_MIN_P: s->s.add(dsv4::stages::min_p(value)); break;
+      case DSV4_STAGE_GREEDY: s->s.add(dsv4::stages::greedy()); break;
+      case DSV4_STAGE_DIST: s->s.add(dsv4::stages::dist()); break;
+      default: throw dsv4::InvalidArgument("dsv4_sampler_add_stage: unknown stage kind " + std::to_string(kind));
+    }
+  });
+}
+
+dsv4_status dsv4_sampler_add_custom_stage(dsv4_sampler* s, const dsv4_sampler_stage_vtable* vt, void* user_data) {
+  DSV4_REQUIRE(s != nullptr && vt != nullptr && vt->apply != nullptr, "sampler, vtable and vtable->apply must not be NULL");
+  DSV4_REQUIRE(vt->struct_size >= offsetof(dsv4_sampler_stage_vtable, destroy), "vtable->struct_size is not set");
+  dsv4_sampler_stage_vtable copy{};
+  std::memcpy(&copy, vt, std::min(vt->struct_size, sizeof copy));
+  return guard([&] { s->s.add(std::make_unique<CStage>(copy, user_data)); });
+}
+
+dsv4_status dsv4_sampler_sample(dsv4_sampler* s, const float* logits, size_t n, int32_t* token) {
+  DSV4_REQUIRE(s != nullptr && logits != nullptr && token != nullptr && n > 0, "sampler, logits, token must be set and n > 0");
+  return guard([&] { *token = s->s.sample({logits, n}); });
+}
+dsv4_status dsv4_sampler_accept(dsv4_sampler* s, int32_t token) {
+  DSV4_REQUIRE(s != nullptr, "sampler is NULL");
+  return guard([&] { s->s.accept(token); });
+}
+dsv4_status dsv4_sampler_reset(dsv4_sampler* s, uint64_t seed) {
+  DSV4_REQUIRE(s != nullptr, "sampler is NULL");
+  return guard([&] { s->s.reset(seed); });
+}
+
+dsv4_generate_params dsv4_generate_default_params(void) {
+  dsv4_generate_params p;
+  std::memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  p.max_tokens = 256;
+  return p;
+}
+
+dsv4_status dsv4_session_generate(dsv4_session* s, dsv4_sampler* smp, const int32_t* prompt, size_t n,
+                                  const dsv4_generate_params* params, int32_t* out, size_t capacity, size_t* n_out) {
+  DSV4_REQUIRE(s != nullptr && smp != nullptr && out != nullptr && n_out != nullptr, "session, sampler, out, n_out must not be NULL");
+  DSV4_REQUIRE(prompt != nullptr || n == 0, "prompt is NULL");
+  dsv4_generate_params p = dsv4_generate_default_params();
+  if (params != nullptr) {
+    DSV4_REQUIRE(params->struct_size >= sizeof(size_t), "params->struct_size is not set");
+    std::memcpy(&p, params, std::min(params->struct_size, sizeof p));
+  }
+  DSV4_REQUIRE(p.max_tokens >= 0 && static_cast<size_t>(p.max_tokens) <= capacity, "max_tokens must be in [0, capacity]");
+  DSV4_REQUIRE(p.stop_tokens != nullptr || p.n_stop_tokens == 0, "stop_tokens is NULL");
+  dsv4::GenerateResult r;
+  const dsv4_status st = guard([&] {
+    dsv4::GenerateOptions o;
+    o.max_tokens = p.max_tokens;
+    o.stop_tokens.assign(p.stop_tokens, p.stop_tokens + p.n_stop_tokens);
+    if (p.on_token != nullptr) o.on_token = [&](int32_t t) { return p.on_token(t, p.user_data) != 0; };
+    r = s->s->generate({prompt, n}, smp->s, o);
+  });
+  if (st != DSV4_OK) return st;
+  std::copy(r.tokens.begin(), r.tokens.end(), out);
+  *n_out = r.tokens.size();
+  if (r.reason == dsv4::StopReason::Cancelled) return fail(DSV4_ERR_CANCELLED, "generation cancelled by the on_token callback");
+  return DSV4_OK;
+}
+
+}  // extern "C"
