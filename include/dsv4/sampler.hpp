@@ -119,6 +119,10 @@ struct SamplerParams {
 class DSV4_API Sampler {
  public:
   explicit Sampler(uint64_t seed = 0);
+  Sampler(Sampler&&) noexcept = default;
+  Sampler& operator=(Sampler&&) noexcept = default;
+  Sampler(const Sampler&) = delete;  // stages are owned; build a new chain instead
+  Sampler& operator=(const Sampler&) = delete;
   // The standard chain: penalties -> temperature -> top-k -> top-p -> min-p -> draw (or greedy).
   static Sampler from_params(const SamplerParams& p);
   static Sampler make_greedy();

@@ -1,0 +1,292 @@
+// The Python module `dsv4` (extension `dsv4._dsv4`): Model, Session, Sampler, Snapshot.
+// numpy in and out; the GIL is released during forward passes, generation and sampling.
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <mutex>
+#include <optional>
+
+#include "dsv4/model.hpp"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace {
+
+struct PyModel {
+  std::shared_ptr<const dsv4::Model> m;
+};
+
+// A Session plus what keeps Python use safe: a lock against concurrent calls and a closed state.
+struct PySession {
+  std::unique_ptr<dsv4::Session> s;
+  std::mutex mu;
+  dsv4::Session& get() {
+    if (!s) throw py::value_error("this Session is closed");
+    return *s;
+  }
+};
+
+struct PySampler {
+  dsv4::Sampler s;
+  explicit PySampler(dsv4::Sampler x) : s(std::move(x)) {}
+  PySampler(PySampler&&) = default;
+  PySampler(const PySampler&) = delete;
+};
+
+// Tokens from a Python sequence or an integer numpy array; rejects other dtypes.
+std::vector<int32_t> to_tokens(const py::handle& obj) {
+  std::vector<int32_t> out;
+  if (py::isinstance<py::array>(obj)) {
+    auto arr = py::reinterpret_borrow<py::array>(obj);
+    const char kind = arr.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+      throw py::type_error("tokens must be an integer array, got dtype " + std::string(py::str(arr.dtype())));
+    if (arr.ndim() > 1) throw py::value_error("tokens must be a 1-D array");
+    auto a64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+    const auto* p = a64.data();
+    for (py::ssize_t i = 0; i < a64.size(); ++i) {
+      if (p[i] < INT32_MIN || p[i] > INT32_MAX) throw dsv4::InvalidArgument("token id " + std::to_string(p[i]) + " is out of range");
+      out.push_back(static_cast<int32_t>(p[i]));
+    }
+    return out;
+  }
+  if (py::isinstance<py::int_>(obj)) throw py::type_error("tokens must be a sequence of ints, not a single int (use [token])");
+  for (auto item : py::iter(obj)) {
+    if (!py::isinstance<py::int_>(item) || py::isinstance<py::bool_>(item))
+      throw py::type_error("tokens must be ints, got " + std::string(py::str(py::type::of(item))));
+    const auto v = item.cast<long long>();
+    if (v < INT32_MIN || v > INT32_MAX) throw dsv4::InvalidArgument("token id " + std::to_string(v) + " is out of range");
+    out.push_back(static_cast<int32_t>(v));
+  }
+  return out;
+}
+
+// A user stage written in Python: fn(ids, logits) may edit logits in place and may return an
+// index to select. The arrays are views valid only during the call.
+class PyStage final : public dsv4::SamplerStage {
+ public:
+  explicit PyStage(py::function fn) : fn_(std::move(fn)) {}
+  ~PyStage() override {
+    py::gil_scoped_acquire gil;
+    fn_ = py::function();
+  }
+  void apply(dsv4::Candidates& c, dsv4::SamplerContext&) override {
+    py::gil_scoped_acquire gil;
+    const auto n = static_cast<py::ssize_t>(c.size());
+    py::array_t<int32_t> ids({n}, {sizeof(int32_t)}, c.ids(), py::none());
+    py::array_t<float> logits({n}, {sizeof(float)}, c.logits(), py::none());
+    py::object r = fn_(ids, logits);
+    if (!r.is_none()) {
+      const auto idx = r.cast<long long>();
+      if (idx < 0 || idx >= n) throw dsv4::InvalidArgument("custom stage returned index " + std::to_string(idx) + " outside the candidates");
+      c.select(static_cast<size_t>(idx));
+    }
+  }
+  std::string name() const override { return "custom_python"; }
+
+ private:
+  py::function fn_;
+};
+
+py::array_t<float> logits_array(std::span<const float> l, int64_t rows, int64_t vocab, bool copy, py::handle owner) {
+  std::vector<py::ssize_t> shape = rows > 1 || rows == -1 ? std::vector<py::ssize_t>{static_cast<py::ssize_t>(l.size() / vocab), static_cast<py::ssize_t>(vocab)}
+                                                          : std::vector<py::ssize_t>{static_cast<py::ssize_t>(vocab)};
+  if (copy) {
+    py::array_t<float> out(shape);
+    std::copy(l.begin(), l.end(), out.mutable_data());
+    return out;
+  }
+  py::array_t<float> view(shape, l.data(), owner);  // zero-copy, keeps the Session object alive
+  py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return view;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_dsv4, m) {
+  m.doc() = "dsv4: DeepSeek-V4 inference engine (Model, Session, Sampler)";
+  m.attr("__version__") = "0.1.0";
+
+  static py::exception<dsv4::Error> error(m, "Error", PyExc_RuntimeError);
+  static py::exception<dsv4::IoError> io_error(m, "IoError", error.ptr());
+  static py::exception<dsv4::FormatError> format_error(m, "FormatError", error.ptr());
+  static py::exception<dsv4::ConfigError> config_error(m, "ConfigError", error.ptr());
+  static py::exception<dsv4::ShapeError> shape_error(m, "ShapeError", error.ptr());
+  static py::exception<dsv4::MissingTensorError> missing_error(m, "MissingTensorError", error.ptr());
+  static py::exception<dsv4::InvalidArgument> invalid_error(m, "InvalidArgument", error.ptr());
+  static py::exception<dsv4::CapacityError> capacity_error(m, "CapacityError", error.ptr());
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const dsv4::Error& e) {
+      switch (e.kind()) {
+        case dsv4::ErrorKind::Io: io_error(e.what()); return;
+        case dsv4::ErrorKind::Format: format_error(e.what()); return;
+        case dsv4::ErrorKind::Config: config_error(e.what()); return;
+        case dsv4::ErrorKind::Shape: shape_error(e.what()); return;
+        case dsv4::ErrorKind::MissingTensor: missing_error(e.what()); return;
+        case dsv4::ErrorKind::InvalidArgument: invalid_error(e.what()); return;
+        case dsv4::ErrorKind::Capacity: capacity_error(e.what()); return;
+      }
+      error(e.what());
+    }
+  });
+
+  py::class_<PyModel>(m, "Model", "Immutable weights of a DeepSeek-V4 checkpoint, memory-mapped; share it across sessions.")
+      .def(py::init([](const std::string& path) {
+             py::gil_scoped_release nogil;
+             return PyModel{dsv4::Model::load(path)};
+           }),
+           "path"_a, "Load a checkpoint directory (config.json + safetensors, single or sharded).")
+      .def_property_readonly("vocab_size", [](const PyModel& p) { return p.m->config().vocab_size; })
+      .def_property_readonly("num_layers", [](const PyModel& p) { return p.m->config().num_layers; })
+      .def_property_readonly("bos_token_id", [](const PyModel& p) { return p.m->config().bos_token_id; })
+      .def_property_readonly("eos_token_id", [](const PyModel& p) { return p.m->config().eos_token_id; })
+      .def("summary", [](const PyModel& p) { return p.m->config().summary(); })
+      .def("stats", [](const PyModel& p) {
+        const auto st = p.m->stats();
+        return py::dict("parameters"_a = st.parameters, "mtp_parameters"_a = st.mtp_parameters,
+                        "bytes_by_dtype"_a = st.bytes_by_dtype, "file_bytes"_a = st.file_bytes, "layout"_a = st.layout);
+      })
+      .def("session_state_bytes", [](const PyModel& p, int64_t ctx) { return p.m->session_state_bytes(ctx); }, "context"_a);
+
+  py::class_<dsv4::SessionSnapshot>(m, "Snapshot", "A deep copy of a session's state (see Session.snapshot).")
+      .def_property_readonly("position", &dsv4::SessionSnapshot::position)
+      .def_property_readonly("nbytes", &dsv4::SessionSnapshot::bytes);
+
+  py::class_<PySampler>(m, "Sampler", R"doc(A chain of sampling stages with a seeded RNG (xoshiro256**).
+
+Sampler(seed, temperature=..., top_k=..., ...) builds the standard chain; Sampler.empty(seed)
+starts an empty chain for add_* calls. Same seed, same tokens on every run and platform.)doc")
+      .def(py::init([](uint64_t seed, float temperature, int top_k, float top_p, float min_p, float repetition_penalty,
+                       float presence_penalty, float frequency_penalty, int penalty_window) {
+             dsv4::SamplerParams p;
+             p.seed = seed;
+             p.temperature = temperature;
+             p.top_k = top_k;
+             p.top_p = top_p;
+             p.min_p = min_p;
+             p.repetition_penalty = repetition_penalty;
+             p.presence_penalty = presence_penalty;
+             p.frequency_penalty = frequency_penalty;
+             p.penalty_window = penalty_window;
+             return PySampler{dsv4::Sampler::from_params(p)};
+           }),
+           "seed"_a = 0, "temperature"_a = 1.0f, "top_k"_a = 0, "top_p"_a = 1.0f, "min_p"_a = 0.0f,
+           "repetition_penalty"_a = 1.0f, "presence_penalty"_a = 0.0f, "frequency_penalty"_a = 0.0f, "penalty_window"_a = 64)
+      .def_static("empty", [](uint64_t seed) { return PySampler{dsv4::Sampler(seed)}; }, "seed"_a = 0)
+      .def_static("greedy", [] { return PySampler{dsv4::Sampler::make_greedy()}; })
+      .def("add_temperature", [](PySampler& s, float t) -> PySampler& { s.s.add(dsv4::stages::temperature(t)); return s; }, py::return_value_policy::reference_internal)
+      .def("add_top_k", [](PySampler& s, int k) -> PySampler& { s.s.add(dsv4::stages::top_k(k)); return s; }, py::return_value_policy::reference_internal)
+      .def("add_top_p", [](PySampler& s, float p) -> PySampler& { s.s.add(dsv4::stages::top_p(p)); return s; }, py::return_value_policy::reference_internal)
+      .def("add_min_p", [](PySampler& s, float p) -> PySampler& { s.s.add(dsv4::stages::min_p(p)); return s; }, py::return_value_policy::reference_internal)
+      .def("add_penalties", [](PySampler& s, int window, float rep, float pres, float freq) -> PySampler& {
+             s.s.add(dsv4::stages::penalties(window, rep, pres, freq));
+             return s;
+           }, "window"_a, "repetition"_a = 1.0f, "presence"_a = 0.0f, "frequency"_a = 0.0f, py::return_value_policy::reference_internal)
+      .def("add_logit_bias", [](PySampler& s, const std::map<int32_t, float>& bias) -> PySampler& {
+             s.s.add(dsv4::stages::logit_bias({bias.begin(), bias.end()}));
+             return s;
+           }, py::return_value_policy::reference_internal)
+      .def("add_greedy", [](PySampler& s) -> PySampler& { s.s.add(dsv4::stages::greedy()); return s; }, py::return_value_policy::reference_internal)
+      .def("add_dist", [](PySampler& s) -> PySampler& { s.s.add(dsv4::stages::dist()); return s; }, py::return_value_policy::reference_internal)
+      .def("add_custom", [](PySampler& s, py::function fn) -> PySampler& { s.s.add(std::make_unique<PyStage>(std::move(fn))); return s; },
+           "fn"_a, "fn(ids: int32 array, logits: float32 array) edits logits in place; return None or an index to select.",
+           py::return_value_policy::reference_internal)
+      .def_property_readonly("stages", [](const PySampler& s) { return s.s.stage_names(); })
+      .def("sample", [](PySampler& s, py::array_t<float, py::array::c_style | py::array::forcecast> logits) {
+             if (logits.ndim() != 1) throw py::value_error("logits must be 1-D [vocab]");
+             std::span<const float> l(logits.data(), static_cast<size_t>(logits.size()));
+             py::gil_scoped_release nogil;
+             return s.s.sample(l);
+           }, "logits"_a, "Choose a token from logits [vocab]; records it for the penalties.")
+      .def("accept", [](PySampler& s, int32_t t) { s.s.accept(t); }, "token"_a)
+      .def("reset", [](PySampler& s, uint64_t seed) { s.s.reset(seed); }, "seed"_a);
+
+  py::class_<PySession>(m, "Session", R"doc(One sequence's caches over a Model. Not shared between threads.
+
+forward(tokens, all=False, copy=True) returns float32 logits: [vocab] for the last token, or
+[n, vocab] with all=True. copy=False returns a read-only view into the session that is
+overwritten by the next call (zero-copy).)doc")
+      .def(py::init([](const PyModel& model, int threads, int64_t max_context, int64_t max_batch) {
+             dsv4::SessionOptions o;
+             o.threads = threads;
+             o.max_context = max_context;
+             o.max_batch = max_batch;
+             auto p = std::make_unique<PySession>();
+             p->s = std::make_unique<dsv4::Session>(model.m, o);
+             return p;
+           }),
+           "model"_a, "threads"_a = 0, "max_context"_a = 0, "max_batch"_a = 512)
+      .def("forward", [](py::object self, py::object tokens, bool all, bool copy) {
+             auto& ps = self.cast<PySession&>();
+             std::vector<int32_t> toks = to_tokens(tokens);
+             dsv4::Session& s = ps.get();
+             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
+             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             std::span<const float> out;
+             {
+               py::gil_scoped_release nogil;
+               out = s.forward(toks, all ? dsv4::Logits::All : dsv4::Logits::Last);
+             }
+             return logits_array(out, all ? -1 : 1, s.vocab_size(), copy, self);
+           }, "tokens"_a, "all"_a = false, "copy"_a = true)
+      .def("last_logits", [](PySession& ps) {
+             auto l = ps.get().last_logits();
+             if (l.empty()) return py::object(py::none());
+             return py::object(logits_array(l, 1, static_cast<int64_t>(l.size()), true, py::none()));
+           })
+      .def("generate", [](PySession& ps, py::object prompt, PySampler& sampler, int max_tokens, std::vector<int32_t> stop_tokens,
+                          std::optional<py::function> on_token) {
+             std::vector<int32_t> p = to_tokens(prompt);
+             dsv4::Session& s = ps.get();
+             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
+             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             dsv4::GenerateOptions o;
+             o.max_tokens = max_tokens;
+             o.stop_tokens = std::move(stop_tokens);
+             if (on_token) {
+               o.on_token = [&](int32_t t) {
+                 py::gil_scoped_acquire gil;
+                 py::object r = (*on_token)(t);
+                 return r.is_none() || r.cast<bool>();
+               };
+             }
+             dsv4::GenerateResult r;
+             {
+               py::gil_scoped_release nogil;
+               r = s.generate(p, sampler.s, o);
+             }
+             return r.tokens;
+           }, "prompt"_a, "sampler"_a, "max_tokens"_a = 256, "stop_tokens"_a = std::vector<int32_t>{}, "on_token"_a = py::none(),
+           "Feed prompt, then sample up to max_tokens tokens. on_token(token) -> False cancels. The last token is not fed yet.")
+      .def("reset", [](PySession& ps) { ps.get().reset(); })
+      .def("snapshot", [](PySession& ps) { return ps.get().snapshot(); })
+      .def("restore", [](PySession& ps, const dsv4::SessionSnapshot& snap) { ps.get().restore(snap); }, "snapshot"_a)
+      .def("fork", [](PySession& ps) {
+             auto p = std::make_unique<PySession>();
+             p->s = ps.get().fork();
+             return p;
+           })
+      .def_property_readonly("position", [](PySession& ps) { return ps.get().position(); })
+      .def_property_readonly("max_context", [](PySession& ps) { return ps.get().max_context(); })
+      .def_property_readonly("vocab_size", [](PySession& ps) { return ps.get().vocab_size(); })
+      .def("memory", [](PySession& ps) {
+        const auto mem = ps.get().memory();
+        return py::dict("state_bytes"_a = mem.state_bytes, "scratch_bytes"_a = mem.scratch_bytes, "logits_bytes"_a = mem.logits_bytes,
+                        "total"_a = mem.total());
+      })
+      .def("close", [](PySession& ps) {
+        std::lock_guard<std::mutex> lk(ps.mu);
+        ps.s.reset();
+      }, "Release the session's memory; any later use raises ValueError.")
+      .def_property_readonly("closed", [](const PySession& ps) { return !ps.s; })
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](PySession& ps, py::args) {
+        std::lock_guard<std::mutex> lk(ps.mu);
+        ps.s.reset();
+      });
+}
