@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="${PYTHON:-/usr/bin/python3}" > /dev/null
 cmake --build build -j"$jobs" --target dsv4_cli
 model=models/demo-code
 ./build/bin/dsv4 info -m "$model" --context 65536

@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDSV4_BUILD_TESTS=ON
+# Debian's interpreter (it has numpy and pytest); override with PYTHON=...
+python=${PYTHON:-/usr/bin/python3}
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDSV4_BUILD_TESTS=ON -DPython_EXECUTABLE="$python"
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"

@@ -1,6 +1,7 @@
 // Session behaviour: Last vs All, reset, memory report, failed calls leave the session intact.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <thread>
 #include <vector>
 
@@ -82,4 +83,81 @@ TEST_CASE("one model shared by sessions on several threads") {
     });
   for (auto& x : th) x.join();
   for (int t = 0; t < 3; ++t) CHECK(rel_err(out[t].data(), g.logits.data(), out[t].size()) <= 1e-4);
+}
+
+TEST_CASE("snapshot / restore / fork continue exactly like recomputing the prefix") {
+  const Golden g = load_golden("official_a");
+  const auto model = Model::load(golden_dir("official_a"));
+  Session s(model);
+  s.forward({g.ids.data(), 100});
+  const SessionSnapshot snap = s.snapshot();
+  CHECK(snap.position() == 100);
+  CHECK(snap.bytes() > 0);
+  auto f = s.fork();
+  CHECK(f->position() == 100);
+  // the fork continues like the golden
+  auto lf = f->forward({g.ids.data() + 100, 60}, Logits::All);
+  CHECK(rel_err(lf.data(), g.logits.data() + 100 * g.V, lf.size()) <= 1e-4);
+  // the original is independent: feed something else, then restore and continue
+  std::vector<int32_t> other(37, 3);
+  s.forward(other);
+  CHECK(s.position() == 137);
+  s.restore(snap);
+  CHECK(s.position() == 100);
+  CHECK(rel_err(s.last_logits().data(), g.logits.data() + 99 * g.V, static_cast<size_t>(g.V)) <= 1e-4);
+  auto ls = s.forward({g.ids.data() + 100, 60}, Logits::All);
+  CHECK(rel_err(ls.data(), g.logits.data() + 100 * g.V, ls.size()) <= 1e-4);
+  // snapshots of another model are refused
+  const auto other_model = Model::load(golden_dir("official_a"));
+  Session t(other_model);
+  CHECK_THROWS_AS(t.restore(snap), InvalidArgument);
+}
+
+namespace {
+GenerateOptions max_tokens(int n) {
+  GenerateOptions o;
+  o.max_tokens = n;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("generate: stop token, predicate, cancellation, max tokens") {
+  const Golden g = load_golden("official_a");
+  const auto model = Model::load(golden_dir("official_a"));
+  Session s(model);
+  Sampler greedy = Sampler::make_greedy();
+  const std::span<const int32_t> prompt(g.ids.data(), 20);
+  auto r = s.generate(prompt, greedy, max_tokens(8));
+  CHECK(r.tokens.size() == 8);
+  CHECK(r.reason == StopReason::MaxTokens);
+  CHECK(s.position() == 20 + 7);  // the last token is not fed yet
+  // greedy generation equals argmax of forward
+  Session ref(model);
+  auto l = ref.forward(prompt);
+  for (int32_t t : r.tokens) {
+    CHECK(t == static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin()));
+    l = ref.forward({&t, 1});
+  }
+  s.reset();
+  auto o2 = max_tokens(8);
+  o2.stop_tokens = {r.tokens[2]};
+  auto r2 = s.generate(prompt, greedy, o2);
+  CHECK(r2.tokens.size() == 3);
+  CHECK(r2.reason == StopReason::StopToken);
+  s.reset();
+  int seen = 0;
+  auto o3 = max_tokens(8);
+  o3.on_token = [&](int32_t) { return ++seen < 4; };
+  auto r3 = s.generate(prompt, greedy, o3);
+  CHECK(r3.reason == StopReason::Cancelled);
+  CHECK(r3.tokens.size() == 4);
+  // still usable after cancellation: continue from where it stopped
+  auto r4 = s.generate({&r3.tokens.back(), 1}, greedy, max_tokens(4));
+  CHECK(r4.tokens == std::vector<int32_t>(r.tokens.begin() + 4, r.tokens.end()));
+  s.reset();
+  auto o5 = max_tokens(8);
+  o5.stop_when = [](std::span<const int32_t> t) { return t.size() == 5; };
+  auto r5 = s.generate(prompt, greedy, o5);
+  CHECK(r5.reason == StopReason::StopPredicate);
+  CHECK(r5.tokens.size() == 5);
 }

@@ -1,0 +1,176 @@
+/* The C ABI from C11: official_a logits against the golden, error paths, snapshots, generation.
+ * Usage: test_c_api GOLDEN_DIR (official_a). Prints "N passed, M failed". */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsv4.h"
+
+static int g_pass = 0, g_fail = 0;
+#define EXPECT(cond)                                                   \
+  do {                                                                 \
+    if (cond) {                                                        \
+      ++g_pass;                                                        \
+    } else {                                                           \
+      ++g_fail;                                                        \
+      fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                  \
+  } while (0)
+
+/* Minimal safetensors reading for the golden: finds a tensor's byte range by name. */
+static unsigned char* g_file;
+static size_t g_size;
+static const void* tensor(const char* name, size_t* bytes) {
+  unsigned long long hlen = 0, b = 0, e = 0;
+  char key[64];
+  const char* h;
+  const char* at;
+  memcpy(&hlen, g_file, 8);
+  h = (const char*)g_file + 8;
+  snprintf(key, sizeof key, "\"%s\"", name);
+  at = strstr(h, key);
+  if (at == NULL || at > h + hlen) return NULL;
+  at = strstr(at, "\"data_offsets\"");
+  if (at == NULL || sscanf(at, "\"data_offsets\" : [ %llu , %llu ]", &b, &e) != 2) return NULL;
+  *bytes = (size_t)(e - b);
+  return g_file + 8 + hlen + b;
+}
+
+static double rel_err(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  size_t i;
+  for (i = 0; i < n; ++i) {
+    double d = (double)a[i] - (double)b[i];
+    num += d * d;
+    den += (double)b[i] * (double)b[i];
+  }
+  return sqrt(num / den);
+}
+
+static int cancel_after_3(int32_t token, void* user_data) {
+  int* n = (int*)user_data;
+  (void)token;
+  return ++*n < 3;
+}
+
+int main(int argc, char** argv) {
+  char path[4096];
+  FILE* f;
+  dsv4_model* model = NULL;
+  dsv4_session* sess = NULL;
+  dsv4_session* fork = NULL;
+  dsv4_sampler* smp = NULL;
+  dsv4_snapshot* snap = NULL;
+  const float* logits = NULL;
+  const float* golden;
+  const long long* ids64;
+  int32_t* ids;
+  size_t n = 0, bytes = 0, n_tok, V, i;
+  dsv4_session_params sp;
+  dsv4_status st;
+  if (argc < 2) return 2;
+  snprintf(path, sizeof path, "%s/golden.safetensors", argv[1]);
+  f = fopen(path, "rb");
+  if (f == NULL) return 2;
+  fseek(f, 0, SEEK_END);
+  g_size = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  g_file = malloc(g_size);
+  if (fread(g_file, 1, g_size, f) != g_size) return 2;
+  fclose(f);
+  ids64 = tensor("input_ids", &bytes);
+  n_tok = bytes / 8;
+  golden = tensor("logits_full", &bytes);
+  EXPECT(ids64 != NULL && golden != NULL);
+  ids = malloc(n_tok * sizeof *ids);
+  for (i = 0; i < n_tok; ++i) ids[i] = (int32_t)ids64[i];
+
+  EXPECT(dsv4_api_version() == DSV4_API_VERSION);
+  EXPECT(strlen(dsv4_version()) > 0);
+
+  /* errors: bad path, NULL arguments */
+  st = dsv4_model_load("/nonexistent/dsv4", &model);
+  EXPECT(st == DSV4_ERR_IO);
+  EXPECT(model == NULL);
+  EXPECT(strstr(dsv4_last_error(), "does not exist") != NULL);
+  EXPECT(dsv4_model_load(NULL, &model) == DSV4_ERR_INVALID_ARGUMENT);
+
+  EXPECT(dsv4_model_load(argv[1], &model) == DSV4_OK);
+  EXPECT(strlen(dsv4_last_error()) == 0);
+  V = (size_t)dsv4_model_vocab_size(model);
+  EXPECT(V * n_tok * sizeof(float) == bytes);
+  sp = dsv4_session_default_params();
+  EXPECT(sp.struct_size == sizeof sp);
+  sp.threads = 2;
+  EXPECT(dsv4_session_create(model, &sp, &sess) == DSV4_OK);
+
+  /* the golden, all logits, in two chunks */
+  EXPECT(dsv4_session_forward(sess, ids, 97, 1, &logits, &n) == DSV4_OK);
+  EXPECT(n == 97 * V);
+  EXPECT(rel_err(logits, golden, n) < 1e-4);
+  EXPECT(dsv4_session_snapshot(sess, &snap) == DSV4_OK);
+  EXPECT(dsv4_session_forward(sess, ids + 97, n_tok - 97, 1, &logits, &n) == DSV4_OK);
+  EXPECT(rel_err(logits, golden + 97 * V, n) < 1e-4);
+  printf("C ABI official_a rel err (last chunk): %.3g\n", rel_err(logits, golden + 97 * V, n));
+
+  /* bad token id: status, message, session unchanged and still usable */
+  {
+    int32_t bad = (int32_t)V;
+    const float* untouched = NULL;
+    EXPECT(dsv4_session_forward(sess, &bad, 1, 0, &untouched, &n) == DSV4_ERR_INVALID_ARGUMENT);
+    EXPECT(untouched == NULL);
+    EXPECT(strstr(dsv4_last_error(), "outside the vocabulary") != NULL);
+    EXPECT(dsv4_session_position(sess) == (int64_t)n_tok);
+    EXPECT(dsv4_session_forward(sess, NULL, 0, 0, &logits, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  }
+
+  /* restore and fork reproduce the continuation */
+  EXPECT(dsv4_session_restore(sess, snap) == DSV4_OK);
+  EXPECT(dsv4_session_position(sess) == 97);
+  EXPECT(dsv4_session_fork(sess, &fork) == DSV4_OK);
+  EXPECT(dsv4_session_forward(fork, ids + 97, 50, 1, &logits, &n) == DSV4_OK);
+  EXPECT(rel_err(logits, golden + 97 * V, n) < 1e-4);
+  EXPECT(dsv4_session_position(sess) == 97);
+
+  /* greedy generation with cancellation */
+  {
+    int32_t out[16];
+    size_t n_out = 0;
+    int calls = 0;
+    dsv4_generate_params gp = dsv4_generate_default_params();
+    dsv4_sampler_params pp = dsv4_sampler_default_params();
+    pp.temperature = 0;
+    EXPECT(dsv4_sampler_create(&pp, &smp) == DSV4_OK);
+    gp.max_tokens = 16;
+    gp.on_token = cancel_after_3;
+    gp.user_data = &calls;
+    EXPECT(dsv4_session_generate(sess, smp, NULL, 0, &gp, out, 16, &n_out) == DSV4_ERR_CANCELLED);
+    EXPECT(n_out == 3);
+    gp.on_token = NULL;
+    EXPECT(dsv4_session_generate(sess, smp, out, 1, &gp, out, 8, &n_out) == DSV4_ERR_INVALID_ARGUMENT); /* capacity < max */
+    gp.max_tokens = 4;
+    EXPECT(dsv4_session_generate(sess, smp, out + 2, 1, &gp, out, 8, &n_out) == DSV4_OK);
+    EXPECT(n_out == 4);
+  }
+  {
+    dsv4_sampler_params bad = dsv4_sampler_default_params();
+    dsv4_sampler* s2 = NULL;
+    bad.top_p = 0;
+    bad.temperature = 1;
+    bad.top_k = 0;
+    EXPECT(dsv4_sampler_create(&bad, &s2) == DSV4_ERR_INVALID_ARGUMENT);
+    EXPECT(s2 == NULL);
+  }
+
+  dsv4_snapshot_free(snap);
+  dsv4_sampler_free(smp);
+  dsv4_session_free(fork);
+  dsv4_model_free(model); /* sessions keep the model alive */
+  EXPECT(dsv4_session_forward(sess, ids, 1, 0, &logits, &n) == DSV4_OK);
+  dsv4_session_free(sess);
+  free(ids);
+  free(g_file);
+  printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail == 0 ? 0 : 1;
+}
