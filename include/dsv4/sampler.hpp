@@ -62,6 +62,11 @@ class DSV4_API Candidates {
   int64_t find(int32_t id) const;
   // Sorts (at least) the best `k` entries to the front in descending order; O(V) + O(k log k).
   void sort_top(size_t k);
+  // The best k entries, best first, without changing the set: O(V) with a bounded heap when
+  // k is small. Valid until the next call. Ties rank the lower id first.
+  std::span<const std::pair<float, int32_t>> best(size_t k);
+  // Replaces the set with its first `n` best entries as returned by best().
+  void keep_best(size_t n);
   // Ends the chain with the entry at `index`.
   void select(size_t index) { selected_ = static_cast<int64_t>(index); }
   int64_t selected() const { return selected_; }
@@ -73,6 +78,7 @@ class DSV4_API Candidates {
   std::vector<float> logits_;
   std::vector<int32_t> tmp_ids_;
   std::vector<float> tmp_logits_;
+  std::vector<std::pair<float, int32_t>> best_;
   size_t n_ = 0;
   bool identity_ = true, sorted_ = false;
   int64_t selected_ = -1;

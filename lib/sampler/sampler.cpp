@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "dsv4/error.hpp"
@@ -43,8 +44,9 @@ void Candidates::reset(std::span<const float> logits) {
     tmp_ids_.resize(n_);
     tmp_logits_.resize(n_);
   }
-  std::iota(ids_.begin(), ids_.begin() + static_cast<std::ptrdiff_t>(n_), 0);
-  std::copy(logits.begin(), logits.end(), logits_.begin());
+  int32_t* id = ids_.data();
+  for (size_t i = 0; i < n_; ++i) id[i] = static_cast<int32_t>(i);
+  std::memcpy(logits_.data(), logits.data(), n_ * sizeof(float));
   identity_ = true;
   sorted_ = false;
   selected_ = -1;
@@ -83,13 +85,63 @@ void Candidates::sort_top(size_t k) {
   sorted_ = k == n_;
 }
 
+std::span<const std::pair<float, int32_t>> Candidates::best(size_t k) {
+  k = std::min(k, n_);
+  // "a ranks before b": higher logit, then lower id.
+  auto before = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  best_.clear();
+  if (k * 8 < n_) {
+    // Bounded heap whose front is the worst kept entry; most candidates fail one comparison.
+    best_.reserve(k);
+    for (size_t i = 0; i < n_; ++i) {
+      const std::pair<float, int32_t> e{logits_[i], ids_[i]};
+      if (best_.size() < k) {
+        best_.push_back(e);
+        std::push_heap(best_.begin(), best_.end(), before);
+      } else if (before(e, best_.front())) {
+        std::pop_heap(best_.begin(), best_.end(), before);
+        best_.back() = e;
+        std::push_heap(best_.begin(), best_.end(), before);
+      }
+    }
+  } else {
+    best_.resize(n_);
+    for (size_t i = 0; i < n_; ++i) best_[i] = {logits_[i], ids_[i]};
+    if (k < n_) std::nth_element(best_.begin(), best_.begin() + static_cast<std::ptrdiff_t>(k), best_.end(), before);
+    best_.resize(k);
+  }
+  std::sort(best_.begin(), best_.end(), before);
+  return {best_.data(), best_.size()};
+}
+
+void Candidates::keep_best(size_t n) {
+  n = std::min(n, best_.size());
+  for (size_t i = 0; i < n; ++i) {
+    logits_[i] = best_[i].first;
+    ids_[i] = best_[i].second;
+  }
+  n_ = n;
+  identity_ = false;
+  sorted_ = true;
+}
+
 namespace {
 
 size_t argmax(const Candidates& c) {
   if (c.is_sorted()) return 0;
+  const float* l = c.logits();
   size_t best = 0;
+  float bv = l[0];
   for (size_t i = 1; i < c.size(); ++i)
-    if (c.logits()[i] > c.logits()[best] || (c.logits()[i] == c.logits()[best] && c.ids()[i] < c.ids()[best])) best = i;
+    if (l[i] > bv) {
+      bv = l[i];
+      best = i;
+    }
+  if (!c.is_identity())  // equal logits rank the lower id first
+    for (size_t i = 0; i < c.size(); ++i)
+      if (l[i] == bv && c.ids()[i] < c.ids()[best]) best = i;
   return best;
 }
 
@@ -167,10 +219,12 @@ class TopK final : public SamplerStage {
     if (k <= 0) throw InvalidArgument("top_k: k must be positive");
   }
   void apply(Candidates& c, SamplerContext&) override {
-    const size_t k = std::min(static_cast<size_t>(k_), c.size());
-    c.sort_top(k);
-    c.truncate(k);
-    c.mark_sorted();
+    if (c.is_sorted()) {
+      c.truncate(static_cast<size_t>(k_));
+      return;
+    }
+    c.best(static_cast<size_t>(k_));
+    c.keep_best(static_cast<size_t>(k_));
   }
   std::string name() const override { return "top_k"; }
 
@@ -189,20 +243,19 @@ class TopP final : public SamplerStage {
     const float mx = *std::max_element(l, l + c.size());
     double total = 0;
     for (size_t i = 0; i < c.size(); ++i) total += std::exp(static_cast<double>(l[i]) - mx);
-    // Sort a growing prefix until it holds mass p: usually a few hundred of 129K tokens.
+    // Rank a growing number of the best candidates until they hold mass p: usually a small
+    // fraction of a 129K vocabulary, so nothing sorts it whole.
     for (size_t k = 64;; k *= 4) {
-      c.sort_top(k);
-      const size_t lim = std::min(k, c.size());
+      const auto top = c.best(k);
       double cum = 0;
-      for (size_t i = 0; i < lim; ++i) {
-        cum += std::exp(static_cast<double>(c.logits()[i]) - mx) / total;
+      for (size_t i = 0; i < top.size(); ++i) {
+        cum += std::exp(static_cast<double>(top[i].first) - mx) / total;
         if (cum >= p_) {
-          c.truncate(i + 1);
-          c.mark_sorted();
+          c.keep_best(i + 1);
           return;
         }
       }
-      if (lim == c.size()) return;
+      if (top.size() == c.size()) return;
     }
   }
   std::string name() const override { return "top_p"; }
@@ -316,6 +369,12 @@ std::vector<std::string> Sampler::stage_names() const {
 
 int32_t Sampler::sample(std::span<const float> logits) {
   if (logits.empty()) throw InvalidArgument("Sampler::sample: empty logits");
+  if (stages_.size() == 1 && dynamic_cast<const Greedy*>(stages_[0].get()) != nullptr) {
+    // A pure greedy chain needs no working set: one pass over the logits.
+    const int32_t tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    accept(tok);
+    return tok;
+  }
   cand_.reset(logits);
   SamplerContext ctx{rng_, history_};
   for (auto& st : stages_) {
