@@ -6,3 +6,5 @@ find_package(Threads REQUIRED)
 if(DSV4_BUILD_TESTS)
   find_package(doctest REQUIRED)
 endif()
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)  # the tokenizer's Unicode regexes

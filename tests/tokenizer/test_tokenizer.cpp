@@ -1,0 +1,107 @@
+// The tokenizer against Hugging Face `tokenizers` encodings; decoding; streaming UTF-8 safety.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <fstream>
+
+#include "dsv4/error.hpp"
+#include "dsv4/tokenizer.hpp"
+#include "support/support.hpp"
+
+using namespace dsv4;
+
+namespace {
+const Tokenizer& tok() {
+  static const Tokenizer t = Tokenizer::load(test::data_dir() / "tokenizer" / "tokenizer.json");
+  return t;
+}
+nlohmann::json encodings() {
+  std::ifstream f(test::data_dir() / "tokenizer" / "encodings.json");
+  return nlohmann::json::parse(f);
+}
+}  // namespace
+
+TEST_CASE("encodings equal the HF tokenizers goldens and decode round-trips") {
+  const auto cases = encodings();
+  REQUIRE(cases.size() >= 100);
+  int bad = 0, bad_decode = 0;
+  for (const auto& c : cases) {
+    const std::string text = c.at("text").get<std::string>();
+    const auto want = c.at("ids").get<std::vector<int32_t>>();
+    const auto got = tok().encode(text);
+    if (got != want) {
+      if (bad < 5) MESSAGE("mismatch for text: " << text.substr(0, 80));
+      ++bad;
+    }
+    if (tok().decode(want) != c.at("decoded").get<std::string>()) ++bad_decode;
+  }
+  CHECK(bad == 0);
+  CHECK(bad_decode == 0);
+}
+
+TEST_CASE("special tokens are matched first and can be disabled") {
+  const int32_t bos = tok().require_token("<｜begin▁of▁sentence｜>");
+  const int32_t user = tok().require_token("<｜User｜>");
+  const auto ids = tok().encode("<｜begin▁of▁sentence｜><｜User｜>Hi");
+  REQUIRE(ids.size() >= 3);
+  CHECK(ids[0] == bos);
+  CHECK(ids[1] == user);
+  const auto plain = tok().encode("<｜User｜>", false);
+  CHECK(std::find(plain.begin(), plain.end(), user) == plain.end());
+  CHECK(tok().decode(plain) == "<｜User｜>");
+  CHECK(tok().is_special(user));
+  CHECK_FALSE(tok().token_to_id("<｜NoSuchToken｜>").has_value());
+  CHECK_THROWS_AS(tok().require_token("<｜NoSuchToken｜>"), InvalidArgument);
+}
+
+TEST_CASE("invalid UTF-8 input is a clear error") {
+  try {
+    tok().encode(std::string("ok \xC3\x28 bad"));
+    FAIL("no error");
+  } catch (const InvalidArgument& e) {
+    CHECK(std::string(e.what()).find("offset 3") != std::string::npos);
+  }
+  CHECK_THROWS_AS(tok().encode(std::string("\xED\xA0\x80")), InvalidArgument);  // surrogate
+  CHECK_THROWS_AS(tok().decode(std::vector<int32_t>{static_cast<int32_t>(tok().vocab_size())}), InvalidArgument);
+}
+
+TEST_CASE("streaming decode never emits a broken UTF-8 sequence") {
+  const std::string text = "emoji 👍🏽🎉 and 深度求索 naïve — done";
+  const auto ids = tok().encode(text);
+  // Some token must end inside a multi-byte character for this test to mean anything.
+  int split = 0;
+  for (int32_t id : ids) split += utf8_complete_prefix(tok().token_bytes(id)) != tok().token_bytes(id).size();
+  CHECK(split > 0);
+  StreamDecoder sd(tok());
+  std::string all;
+  for (int32_t id : ids) {
+    const std::string piece = sd.push(id);
+    CHECK(utf8_first_invalid(piece) == std::string::npos);
+    all += piece;
+  }
+  all += sd.flush();
+  CHECK(all == text);
+  // A lone continuation byte token becomes U+FFFD, never raw.
+  StreamDecoder sd2(tok());
+  for (int32_t id = 0; id < tok().vocab_size(); ++id)
+    if (tok().token_bytes(id) == "\x80") {
+      CHECK(sd2.push(id) == "\xEF\xBF\xBD");
+      break;
+    }
+}
+
+TEST_CASE("merges in either spelling load the same tokenizer") {
+  std::ifstream f(test::data_dir() / "tokenizer" / "tokenizer.json");
+  auto j = nlohmann::json::parse(f);
+  auto& merges = j["model"]["merges"];
+  for (auto& m : merges)
+    if (m.is_array()) m = m[0].get<std::string>() + " " + m[1].get<std::string>();
+  const Tokenizer t2 = Tokenizer::from_json(j.dump());
+  const std::string text = "def fibonacci(n):\n    return n if n < 2 else fibonacci(n - 1)";
+  CHECK(t2.encode(text) == tok().encode(text));
+  j["model"]["ignore_merges"] = true;
+  const Tokenizer t3 = Tokenizer::from_json(j.dump());
+  const auto ids3 = t3.encode(text);
+  CHECK(t3.decode(ids3) == text);
+  CHECK(ids3.size() <= tok().encode(text).size());
+}
