@@ -43,3 +43,61 @@ foreach(args
     message(FATAL_ERROR "expected a clean error for '${args}', got rc=${rc}: ${err}")
   endif()
 endforeach()
+
+# Text generation on the embedded demo model (the default model): --raw --greedy reproduces the
+# reference continuation byte for byte.
+file(READ ${DATA}/../../models/demo-code/reference.json ref)
+string(JSON n LENGTH "${ref}" generations)
+math(EXPR last "${n} - 1")
+foreach(i RANGE ${last})
+  string(JSON prompt GET "${ref}" generations ${i} prompt)
+  string(JSON text GET "${ref}" generations ${i} text)
+  file(WRITE ${WORK}/prompt_${i}.txt "${prompt}")
+  execute_process(COMMAND ${CLI} generate --raw --greedy -n 32 INPUT_FILE ${WORK}/prompt_${i}.txt
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0 OR NOT out STREQUAL text)
+    message(FATAL_ERROR "generate --raw --greedy differs from reference ${i} (rc ${rc}):\n[${out}]\nwant\n[${text}]\n${err}")
+  endif()
+  if(NOT err MATCHES "prefill [0-9.]+ tok/s" OR NOT err MATCHES "decode [0-9.]+ tok/s")
+    message(FATAL_ERROR "generate printed no statistics: ${err}")
+  endif()
+endforeach()
+
+# tokenize / --decode round trip
+file(WRITE ${WORK}/tok_in.txt "def f(x):\n    return x ** 2  # 深度\n")
+execute_process(COMMAND ${CLI} tokenize INPUT_FILE ${WORK}/tok_in.txt RESULT_VARIABLE rc OUTPUT_VARIABLE ids)
+file(WRITE ${WORK}/ids_in.txt "${ids}")
+execute_process(COMMAND ${CLI} tokenize --decode INPUT_FILE ${WORK}/ids_in.txt RESULT_VARIABLE rc2 OUTPUT_VARIABLE back)
+file(READ ${WORK}/tok_in.txt orig)
+if(NOT rc EQUAL 0 OR NOT rc2 EQUAL 0 OR NOT back STREQUAL orig)
+  message(FATAL_ERROR "tokenize round trip failed: ${ids} -> ${back}")
+endif()
+
+# chat: a scripted session in think mode shows reasoning apart from the answer
+file(WRITE ${WORK}/chat_in.txt "def add(a, b):\nsecond turn\n/exit\n")
+execute_process(COMMAND ${CLI} chat --think high --greedy -n 8 INPUT_FILE ${WORK}/chat_in.txt
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "\\[reasoning\\]")
+  message(FATAL_ERROR "chat failed (${rc}): ${out} ${err}")
+endif()
+
+# bad text input: clear one-line errors
+file(WRITE ${WORK}/empty.txt "")
+execute_process(COMMAND ${CLI} generate INPUT_FILE ${WORK}/empty.txt RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "empty prompt")
+  message(FATAL_ERROR "empty prompt not rejected: ${err}")
+endif()
+string(ASCII 195 40 bad_utf8)
+file(WRITE ${WORK}/bad_utf8.txt "hello ${bad_utf8}")
+execute_process(COMMAND ${CLI} generate --raw INPUT_FILE ${WORK}/bad_utf8.txt RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "not valid UTF-8")
+  message(FATAL_ERROR "invalid UTF-8 not rejected: ${err}")
+endif()
+execute_process(COMMAND ${CLI} generate -p "a long prompt that does not fit" --context 4 RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "context limit is 4")
+  message(FATAL_ERROR "over-long prompt not rejected: ${err}")
+endif()
+execute_process(COMMAND ${CLI} generate -p x --think medium RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "medium")
+  message(FATAL_ERROR "bad --think not rejected: ${err}")
+endif()

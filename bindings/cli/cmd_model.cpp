@@ -1,0 +1,130 @@
+// dsv4 info / dsv4 logits: the model and its raw logits.
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "common.hpp"
+#include "dsv4/model.hpp"
+#include "npy.hpp"
+
+namespace dsv4::cli {
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f %s", bytes, units[u]);
+  return buf;
+}
+
+std::string require(const Args& a, const std::string& flag) {
+  auto v = a.get(flag);
+  if (!v) throw UsageError("missing required option " + flag);
+  return *v;
+}
+
+std::string model_dir(const Args& a) {
+  if (auto m = a.get("--model")) return *m;
+  if (const char* env = std::getenv("DSV4_MODEL"); env != nullptr && *env != '\0') return env;
+  return DSV4_DEFAULT_MODEL;
+}
+
+int cmd_info(int argc, char** argv) {
+  Args a(argc, argv, 2, {"--model", "--context"}, {}, {{"-m", "--model"}});
+  const auto model = dsv4::Model::load(model_dir(a));
+  const int64_t ctx = a.get_int("--context", 65536);
+  if (ctx <= 0) throw UsageError("--context must be positive");
+  const auto& c = model->config();
+  const auto st = model->stats();
+  std::cout << "model: " << model_dir(a) << " (" << st.layout << " layout)\n" << c.summary();
+  std::cout << "parameters: " << st.parameters << " (" << static_cast<double>(st.parameters) / 1e9 << " B)";
+  if (st.mtp_parameters) std::cout << " + MTP " << st.mtp_parameters;
+  std::cout << "\nstored bytes by dtype:\n";
+  uint64_t total = 0;
+  for (const auto& [dt, b] : st.bytes_by_dtype) {
+    std::cout << "  " << dt << ": " << human_bytes(static_cast<double>(b)) << " in " << st.tensors_by_dtype.at(dt) << " tensors\n";
+    total += b;
+  }
+  std::cout << "  total: " << human_bytes(static_cast<double>(total)) << " (files " << human_bytes(static_cast<double>(st.file_bytes))
+            << ", memory-mapped)\n";
+  const uint64_t state = model->session_state_bytes(ctx);
+  std::cout << "session cache at context " << ctx << ": " << human_bytes(static_cast<double>(state)) << "\n";
+  std::cout << "estimated resident memory at context " << ctx << ": "
+            << human_bytes(static_cast<double>(st.file_bytes + state)) << " (weights touched + caches, plus scratch)\n";
+  return 0;
+}
+
+std::vector<int32_t> read_ids(const Args& a) {
+  std::string text;
+  if (auto ids = a.get("--ids")) {
+    if (a.has("--ids-file")) throw UsageError("give either --ids or --ids-file, not both");
+    text = *ids;
+  } else if (auto file = a.get("--ids-file")) {
+    std::ifstream f(*file);
+    if (!f) throw UsageError("cannot read ids file " + *file);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    text = ss.str();
+  } else {
+    throw UsageError("give the token ids with --ids or --ids-file");
+  }
+  std::vector<int32_t> out;
+  for (int64_t v : dsv4::cli::parse_int_list(text, "token ids")) {
+    if (v < INT32_MIN || v > INT32_MAX) throw UsageError("token id " + std::to_string(v) + " is out of range");
+    out.push_back(static_cast<int32_t>(v));
+  }
+  if (out.empty()) throw UsageError("no token ids given");
+  return out;
+}
+
+int cmd_logits(int argc, char** argv) {
+  Args a(argc, argv, 2, {"--model", "--ids", "--ids-file", "--output", "--chunks", "--threads", "--max-context"}, {},
+         {{"-m", "--model"}, {"-o", "--output"}});
+  const std::string out_path = require(a, "--output");
+  const auto ids = read_ids(a);
+  std::vector<int64_t> chunks;
+  if (auto ch = a.get("--chunks")) chunks = dsv4::cli::parse_int_list(*ch, "--chunks");
+  int64_t sum = 0;
+  for (auto c : chunks) {
+    if (c <= 0) throw UsageError("--chunks sizes must be positive");
+    sum += c;
+  }
+  if (sum > static_cast<int64_t>(ids.size()))
+    throw UsageError("--chunks add up to " + std::to_string(sum) + " but only " + std::to_string(ids.size()) + " ids were given");
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto model = dsv4::Model::load(model_dir(a));
+  dsv4::SessionOptions opt;
+  opt.threads = static_cast<int>(a.get_int("--threads", 0));
+  opt.max_context = a.get_int("--max-context", std::max<int64_t>(static_cast<int64_t>(ids.size()), 16384));
+  dsv4::Session s(model, opt);
+  const int64_t V = s.vocab_size(), n = static_cast<int64_t>(ids.size());
+  std::vector<float> all(static_cast<size_t>(n * V));
+  const auto t1 = std::chrono::steady_clock::now();
+  int64_t done = 0;
+  auto feed = [&](int64_t len) {
+    auto lg = s.forward({ids.data() + done, static_cast<size_t>(len)}, dsv4::Logits::All);
+    std::copy(lg.begin(), lg.end(), all.begin() + done * V);
+    done += len;
+  };
+  for (auto c : chunks) feed(c);
+  while (done < n) feed(1);
+  const auto t2 = std::chrono::steady_clock::now();
+  dsv4::cli::write_npy_f32(out_path, all.data(), {n, V});
+  const double load_s = std::chrono::duration<double>(t1 - t0).count(), run_s = std::chrono::duration<double>(t2 - t1).count();
+  std::fprintf(stderr, "dsv4: %lld tokens in %.3f s (%.1f tok/s), load %.3f s, session memory %s -> %s\n",
+               static_cast<long long>(n), run_s, static_cast<double>(n) / run_s, load_s,
+               human_bytes(static_cast<double>(s.memory().total())).c_str(), out_path.c_str());
+  return 0;
+}
+
+
+}  // namespace dsv4::cli
