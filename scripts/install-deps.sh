@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages dsv4 builds and tests with. Idempotent; skips apt when all are present.
 set -euo pipefail
-pkgs=(cmake g++ make libeigen3-dev libspdlog-dev doctest-dev nlohmann-json3-dev
+pkgs=(cmake g++ make pkg-config libeigen3-dev libspdlog-dev doctest-dev nlohmann-json3-dev libpcre2-dev
       python3 python3-dev python3-numpy python3-pytest python3-venv python3-pip python3-setuptools pybind11-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -8,7 +8,9 @@
 #include <mutex>
 #include <optional>
 
+#include "dsv4/chat.hpp"
 #include "dsv4/model.hpp"
+#include "dsv4/tokenizer.hpp"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -205,6 +207,62 @@ starts an empty chain for add_* calls. Same seed, same tokens on every run and p
            }, "logits"_a, "Choose a token from logits [vocab]; records it for the penalties.")
       .def("accept", [](PySampler& s, int32_t t) { s.s.accept(t); }, "token"_a)
       .def("reset", [](PySampler& s, uint64_t seed) { s.s.reset(seed); }, "seed"_a);
+
+  py::class_<dsv4::Tokenizer>(m, "Tokenizer", "Byte-level BPE from a Hugging Face tokenizer.json (thread-safe, immutable).")
+      .def(py::init([](const std::string& path) { return dsv4::Tokenizer::load(path); }), "path"_a)
+      .def("encode", [](const dsv4::Tokenizer& t, const std::string& text, bool parse_special) {
+             std::vector<int32_t> ids;
+             {
+               py::gil_scoped_release nogil;
+               ids = t.encode(text, parse_special);
+             }
+             return ids;
+           }, "text"_a, "parse_special"_a = true, "Token ids of text; special-token strings are recognised unless parse_special=False.")
+      .def("encode", [](const dsv4::Tokenizer& t, const py::bytes& raw, bool parse_special) {
+             const std::string text = raw;  // raw bytes: validated as UTF-8 by the tokenizer
+             std::vector<int32_t> ids;
+             {
+               py::gil_scoped_release nogil;
+               ids = t.encode(text, parse_special);
+             }
+             return ids;
+           }, "text"_a, "parse_special"_a = true)
+      .def("decode", [](const dsv4::Tokenizer& t, const std::vector<int32_t>& ids, const std::string& errors) {
+             const std::string b = t.decode(ids);
+             return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(b.data(), static_cast<py::ssize_t>(b.size()), errors.c_str()));
+           }, "ids"_a, "errors"_a = "replace")
+      .def("decode_bytes", [](const dsv4::Tokenizer& t, const std::vector<int32_t>& ids) { return py::bytes(t.decode(ids)); }, "ids"_a)
+      .def("token_to_id", [](const dsv4::Tokenizer& t, const std::string& s) { return t.token_to_id(s); }, "token"_a)
+      .def("id_to_token", &dsv4::Tokenizer::id_to_token, "id"_a)
+      .def_property_readonly("vocab_size", &dsv4::Tokenizer::vocab_size);
+
+  py::class_<dsv4::StreamDecoder>(m, "StreamDecoder", "Token ids in, complete UTF-8 text pieces out.")
+      .def(py::init<const dsv4::Tokenizer&>(), "tokenizer"_a, py::keep_alive<1, 2>())
+      .def("push", [](dsv4::StreamDecoder& d, int32_t id) { return py::str(d.push(id)); }, "id"_a)
+      .def("flush", [](dsv4::StreamDecoder& d) { return py::str(d.flush()); });
+
+  py::class_<dsv4::ChatFormat>(m, "ChatFormat", "DeepSeek-V4 chat encoding; think in {'none', 'high', 'max'}.")
+      .def(py::init<const dsv4::Tokenizer&>(), "tokenizer"_a, py::keep_alive<1, 2>())
+      .def("render", [](const dsv4::ChatFormat& f, const std::vector<std::map<std::string, std::string>>& msgs, const std::string& think,
+                        bool add_generation_prompt) {
+             std::vector<dsv4::ChatMessage> v;
+             for (const auto& m : msgs) {
+               auto get = [&](const char* k) { auto it = m.find(k); return it == m.end() ? std::string() : it->second; };
+               v.push_back({get("role"), get("content"), get("reasoning")});
+             }
+             return f.render(v, dsv4::parse_think_mode(think), add_generation_prompt);
+           }, "messages"_a, "think"_a = "none", "add_generation_prompt"_a = true)
+      .def("encode", [](const dsv4::ChatFormat& f, const std::vector<std::map<std::string, std::string>>& msgs, const std::string& think,
+                        bool add_generation_prompt) {
+             std::vector<dsv4::ChatMessage> v;
+             for (const auto& m : msgs) {
+               auto get = [&](const char* k) { auto it = m.find(k); return it == m.end() ? std::string() : it->second; };
+               v.push_back({get("role"), get("content"), get("reasoning")});
+             }
+             return f.encode(v, dsv4::parse_think_mode(think), add_generation_prompt);
+           }, "messages"_a, "think"_a = "none", "add_generation_prompt"_a = true)
+      .def_property_readonly("eos_token_id", &dsv4::ChatFormat::eos)
+      .def_property_readonly("end_think_token_id", &dsv4::ChatFormat::end_think);
 
   py::class_<PySession>(m, "Session", R"doc(One sequence's caches over a Model. Not shared between threads.
 

@@ -70,6 +70,43 @@ void Tokenizer::Impl::bpe(std::string_view piece, std::vector<int32_t>& out, std
   out.insert(out.end(), sym.begin(), sym.end());
 }
 
+void Tokenizer::Impl::bpe_cached(std::string_view piece, std::vector<int32_t>& out, std::vector<int32_t>& scratch) const {
+  if (piece.size() > 64) {  // long pieces are rare and would bloat the cache
+    bpe(piece, out, scratch);
+    return;
+  }
+  const std::string key(piece);
+  {
+    std::lock_guard<std::mutex> lk(cache_mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  const size_t start = out.size();
+  bpe(piece, out, scratch);
+  std::lock_guard<std::mutex> lk(cache_mu);
+  if (cache.size() >= kCacheMax) cache.clear();
+  cache.emplace(key, std::vector<int32_t>(out.begin() + static_cast<std::ptrdiff_t>(start), out.end()));
+}
+
+void Tokenizer::Impl::split(std::string_view text, size_t step, std::vector<int32_t>& out, std::vector<int32_t>& scratch) const {
+  if (step == steps.size()) {
+    bpe_cached(text, out, scratch);
+    return;
+  }
+  // Depth first: each piece of this step is refined by the next steps before moving on, so no
+  // list of pieces of the whole text is ever built.
+  size_t last = 0;
+  steps[step].re->for_each_match(text, [&](size_t b, size_t e) {
+    if (b > last) split(text.substr(last, b - last), step + 1, out, scratch);
+    split(text.substr(b, e - b), step + 1, out, scratch);
+    last = e;
+  });
+  if (last < text.size()) split(text.substr(last), step + 1, out, scratch);
+}
+
 void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out) const {
   if (text.empty()) return;
   std::string prefixed;
@@ -78,24 +115,8 @@ void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& o
     prefixed += text;
     text = prefixed;
   }
-  // Pieces as (begin, end) offsets into `text`, refined by each Split step in turn.
-  std::vector<std::pair<size_t, size_t>> pieces{{0, text.size()}}, next;
-  for (const PreStep& st : steps) {
-    next.clear();
-    for (auto [pb, pe] : pieces) {
-      const std::string_view p = text.substr(pb, pe - pb);
-      size_t last = 0;
-      st.re->for_each_match(p, [&](size_t b, size_t e) {
-        if (b > last) next.emplace_back(pb + last, pb + b);
-        next.emplace_back(pb + b, pb + e);
-        last = e;
-      });
-      if (last < p.size()) next.emplace_back(pb + last, pe);
-    }
-    pieces.swap(next);
-  }
   std::vector<int32_t> scratch;
-  for (auto [b, e] : pieces) bpe(text.substr(b, e - b), out, scratch);
+  split(text, 0, out, scratch);
 }
 
 }  // namespace dsv4

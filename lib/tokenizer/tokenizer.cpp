@@ -85,6 +85,8 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& src) {
       max_id = std::max(max_id, id);
     }
     std::stable_sort(t->added.begin(), t->added.end(), [](const auto& x, const auto& y) { return x.content.size() > y.content.size(); });
+    for (const auto& a : t->added)
+      if (!a.content.empty()) t->added_first[static_cast<unsigned char>(a.content[0])] = true;
     const auto& b2c = byte_to_codepoint();
     for (int b = 0; b < 256; ++b) {
       std::string s;
@@ -164,6 +166,10 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special
   // Added tokens are matched first (leftmost, then longest); the text between them is encoded.
   size_t start = 0, i = 0;
   while (i < text.size()) {
+    if (!impl_->added_first[static_cast<unsigned char>(text[i])]) {
+      ++i;
+      continue;
+    }
     const Impl::Added* hit = nullptr;
     for (const auto& a : impl_->added)
       if (!a.content.empty() && text.compare(i, a.content.size(), a.content) == 0) {

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -76,8 +77,16 @@ struct Tokenizer::Impl {
   std::vector<std::string> id_string;   // vocabulary string per id
   std::vector<uint8_t> id_special;
 
+  // Pieces recur constantly (identifiers, indentation, words): their BPE results are cached.
+  mutable std::mutex cache_mu;
+  mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
+  static constexpr size_t kCacheMax = 1 << 16;
+
   void bpe(std::string_view piece, std::vector<int32_t>& out, std::vector<int32_t>& scratch) const;
+  void bpe_cached(std::string_view piece, std::vector<int32_t>& out, std::vector<int32_t>& scratch) const;
   void encode_text(std::string_view text, std::vector<int32_t>& out) const;  // no added tokens
+  void split(std::string_view text, size_t step, std::vector<int32_t>& out, std::vector<int32_t>& scratch) const;
+  std::array<bool, 256> added_first{};  // bytes that can start an added token
 };
 
 // GPT-2 byte <-> unicode alphabet.

@@ -9,6 +9,9 @@
 """
 from ._dsv4 import (  # noqa: F401
     CapacityError,
+    ChatFormat,
+    StreamDecoder,
+    Tokenizer,
     ConfigError,
     Error,
     FormatError,
@@ -22,3 +25,41 @@ from ._dsv4 import (  # noqa: F401
     Snapshot,
     __version__,
 )
+
+
+def generate(session, tokenizer, prompt, sampler, max_tokens=256, stop_tokens=None, think=None):
+    """Yield generated text pieces (complete UTF-8) as tokens are produced.
+
+    prompt: a str (encoded as plain text) or a list of token ids (e.g. ChatFormat.encode(...)).
+    stop_tokens: ids that end generation (default: the tokenizer's end-of-sentence token).
+    think: None, or "high"/"max" when the prompt asked for reasoning: then each item is a pair
+    (channel, text) with channel "reasoning" or "answer", split at </think>.
+    """
+    ids = tokenizer.encode(prompt, parse_special=False) if isinstance(prompt, str) else list(prompt)
+    if stop_tokens is None:
+        eos = tokenizer.token_to_id("<\uff5cend\u2581of\u2581sentence\uff5c>")
+        stop_tokens = [] if eos is None else [eos]
+    end_think = tokenizer.token_to_id("</think>") if think else None
+    in_reasoning = bool(think)
+    dec = StreamDecoder(tokenizer)
+    logits = session.forward(ids) if ids else session.last_logits()
+    if logits is None:
+        raise InvalidArgument("generate: empty prompt and nothing fed yet")
+    for i in range(max_tokens):
+        tok = sampler.sample(logits)
+        if tok in stop_tokens:
+            break
+        if in_reasoning and tok == end_think:
+            tail = dec.flush()
+            if tail:
+                yield ("reasoning", tail)
+            in_reasoning = False
+        else:
+            piece = dec.push(tok)
+            if piece:
+                yield (("reasoning" if in_reasoning else "answer"), piece) if think else piece
+        if i + 1 < max_tokens:
+            logits = session.forward([tok])
+    tail = dec.flush()
+    if tail:
+        yield (("reasoning" if in_reasoning else "answer"), tail) if think else tail

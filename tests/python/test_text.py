@@ -1,0 +1,58 @@
+"""Python text API: Tokenizer, ChatFormat, the generate iterator on the demo model."""
+import json
+import os
+
+import pytest
+
+import dsv4
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+DEMO = os.path.join(ROOT, "models", "demo-code")
+DATA = os.environ.get("DSV4_TEST_DATA", os.path.join(ROOT, "tests", "data"))
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return dsv4.Tokenizer(os.path.join(DEMO, "tokenizer.json"))
+
+
+def test_tokenizer_goldens(tok):
+    with open(os.path.join(DATA, "tokenizer", "encodings.json"), encoding="utf-8") as f:
+        cases = json.load(f)
+    bad = [c["text"] for c in cases if tok.encode(c["text"]) != c["ids"]]
+    assert not bad, bad[:3]
+    assert all(tok.decode(c["ids"]) == c["decoded"] for c in cases)
+
+
+def test_stream_decoder_holds_back_partial_characters(tok):
+    ids = tok.encode("emoji 👍🏽 深度")
+    dec = dsv4.StreamDecoder(tok)
+    pieces = [dec.push(i) for i in ids] + [dec.flush()]
+    assert "".join(pieces) == "emoji 👍🏽 深度"
+
+
+def test_chat_format(tok):
+    f = dsv4.ChatFormat(tok)
+    msgs = [{"role": "user", "content": "Hello, 世界"}]
+    assert f.render(msgs) == "<｜begin▁of▁sentence｜><｜User｜>Hello, 世界<｜Assistant｜></think>"
+    assert f.render(msgs, think="high").endswith("<｜Assistant｜><think>")
+    assert f.encode(msgs)[0] == tok.token_to_id("<｜begin▁of▁sentence｜>")
+    with pytest.raises(dsv4.InvalidArgument):
+        f.render(msgs, think="medium")
+    with pytest.raises(dsv4.InvalidArgument, match="not valid UTF-8"):
+        tok.encode(b"ok \xc3(")
+    assert tok.encode("def".encode()) == tok.encode("def")
+
+
+def test_generate_iterator_reproduces_reference(tok):
+    with open(os.path.join(DEMO, "reference.json"), encoding="utf-8") as f:
+        ref = json.load(f)["generations"][0]
+    model = dsv4.Model(DEMO)
+    session = dsv4.Session(model)
+    pieces = list(dsv4.generate(session, tok, ref["prompt"], dsv4.Sampler.greedy(), max_tokens=32))
+    assert "".join(pieces) == ref["text"]
+    # thinking mode yields (channel, text) pairs
+    s2 = dsv4.Session(model)
+    ids = dsv4.ChatFormat(tok).encode([{"role": "user", "content": "def add(a, b):"}], think="high")
+    out = list(dsv4.generate(s2, tok, ids, dsv4.Sampler.greedy(), max_tokens=8, think="high"))
+    assert all(ch in ("reasoning", "answer") for ch, _ in out)
