@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/linear/gemv.hpp"
 #include "quant/formats.hpp"
 
 namespace dsv4 {
@@ -63,6 +64,7 @@ void decode_row(const MatW& w, int64_t r, float* out) {
 }
 
 constexpr int64_t kTileRows = 32;
+constexpr size_t kGemvX = 100;  // workspace slot of the permuted activations
 
 }  // namespace
 
@@ -73,6 +75,14 @@ void decode_rows(const MatW& w, int64_t r, int64_t count, float* out) {
 void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y,
                         int64_t ldy) {
   const int64_t C = w.cols;
+  if (S <= kGemvMaxBatch && gemv_available()) {
+    // Decode steps are memory-bound: stream each weight row once, decoded in registers.
+    float* xp = ws_.get(kGemvX, static_cast<size_t>(S * C));
+    gemv_prepare_x(w, x, ldx, S, xp);
+    const int64_t grain = std::max<int64_t>(16, (1 << 15) / std::max<int64_t>(1, C));  // >= ~32K weights per part
+    pool_.parallel_for(n, grain, [&](int, int64_t jb, int64_t je) { gemv_rows(w, r0, jb, je, x, ldx, S, y, ldy, xp); });
+    return;
+  }
   const int64_t tiles = (n + kTileRows - 1) / kTileRows;
   // Decode cost is paid once per tile and shared by all S rows of x.
   // Below ~64K multiply-adds per tile the hand-off costs more than it saves: use fewer threads.

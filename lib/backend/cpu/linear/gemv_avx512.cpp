@@ -1,0 +1,154 @@
+// AVX-512 fused decode + dot kernels (see gemv.hpp).
+#include <cstring>
+
+#include "backend/cpu/linear/gemv.hpp"
+#include "quant/formats.hpp"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__F16C__)
+#include <immintrin.h>
+#define DSV4_HAVE_GEMV 1
+#endif
+
+namespace dsv4 {
+
+#ifdef DSV4_HAVE_GEMV
+
+namespace {
+
+inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1); }
+
+// 16 e4m3 bytes -> 16 floats (without the block scale and without the 2^8 exponent fix-up):
+// e4m3 bits S EEEE MMM placed as fp16 S 0EEEE MMM0000000 equal the value times 2^-8, subnormals
+// included, and F16C converts them exactly.
+inline __m512 e4m3x16(__m128i b) {
+  const __m256i w = _mm256_cvtepu8_epi16(b);
+  const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x80)), 8),
+                                    _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x7F)), 7));
+  return _mm512_cvtph_ps(h);
+}
+
+inline __m512 bf16x16(const uint8_t* p, __mmask16 m) {
+  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+inline __m512 f16x16(const uint8_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+
+template <int S>
+void rows_plain(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  const int64_t C = w.cols;
+  const size_t esz = w.fmt == WFormat::F32 ? 4 : 2;
+  for (int64_t j = jb; j < je; ++j) {
+    const uint8_t* row = w.data + static_cast<size_t>(r0 + j) * static_cast<size_t>(C) * esz;
+    __m512 acc[S];
+    for (int s = 0; s < S; ++s) acc[s] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < C; i += 16) {
+      const __mmask16 m = tail_mask(C - i);
+      __m512 wv;
+      if (w.fmt == WFormat::F32) wv = _mm512_maskz_loadu_ps(m, row + 4 * i);
+      else if (w.fmt == WFormat::BF16) wv = bf16x16(row + 2 * i, m);
+      else wv = f16x16(row + 2 * i, m);
+      for (int s = 0; s < S; ++s) acc[s] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + s * ldx + i), acc[s]);
+    }
+    for (int s = 0; s < S; ++s) y[s * ldy + j] = _mm512_reduce_add_ps(acc[s]);
+  }
+}
+
+template <int S>
+void rows_fp8(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  const int64_t C = w.cols;
+  for (int64_t j = jb; j < je; ++j) {
+    const int64_t r = r0 + j;
+    const uint8_t* row = w.data + r * C;
+    const uint8_t* sc = w.scale + (r / 128) * w.scale_cols;
+    __m512 acc[S];
+    for (int s = 0; s < S; ++s) acc[s] = _mm512_setzero_ps();
+    for (int64_t b0 = 0; b0 < C; b0 += 128) {
+      const int64_t be = std::min<int64_t>(C, b0 + 128);
+      __m512 blk[S];
+      for (int s = 0; s < S; ++s) blk[s] = _mm512_setzero_ps();
+      for (int64_t i = b0; i < be; i += 16) {
+        const __mmask16 m = tail_mask(be - i);
+        const __m512 wv = e4m3x16(_mm_maskz_loadu_epi8(m, row + i));
+        for (int s = 0; s < S; ++s) blk[s] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + s * ldx + i), blk[s]);
+      }
+      const __m512 scale = _mm512_set1_ps(quant::e8m0_to_f32(sc[b0 / 128]) * 256.0f);
+      for (int s = 0; s < S; ++s) acc[s] = _mm512_fmadd_ps(blk[s], scale, acc[s]);
+    }
+    for (int s = 0; s < S; ++s) y[s * ldy + j] = _mm512_reduce_add_ps(acc[s]);
+  }
+}
+
+// FP4: xp holds x regrouped per 32-column block as [16 even-index values, 16 odd-index values],
+// matching the low / high nibbles of the 16 bytes that encode the block.
+template <int S>
+void rows_fp4(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xp, float* y, int64_t ldy) {
+  const int64_t C = w.cols;
+  const __m512 lut = _mm512_loadu_ps(quant::kE2M1.data());
+  const __m512i nib = _mm512_set1_epi32(15);
+  for (int64_t j = jb; j < je; ++j) {
+    const int64_t r = r0 + j;
+    const uint8_t* row = w.data + r * (C / 2);
+    const uint8_t* sc = w.scale + r * w.scale_cols;
+    __m512 acc[S];
+    for (int s = 0; s < S; ++s) acc[s] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < C / 32; ++b) {
+      const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * b)));
+      const __m512 lo = _mm512_permutexvar_ps(_mm512_and_si512(bytes, nib), lut);
+      const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), lut);
+      const __m512 scale = _mm512_set1_ps(quant::e8m0_to_f32(sc[b]));
+      for (int s = 0; s < S; ++s) {
+        const float* xs = xp + s * C + 32 * b;
+        const __m512 d = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xs + 16), _mm512_mul_ps(lo, _mm512_loadu_ps(xs)));
+        acc[s] = _mm512_fmadd_ps(d, scale, acc[s]);
+      }
+    }
+    for (int s = 0; s < S; ++s) y[s * ldy + j] = _mm512_reduce_add_ps(acc[s]);
+  }
+}
+
+template <int S>
+void dispatch(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, float* y, int64_t ldy, const float* xp) {
+  switch (w.fmt) {
+    case WFormat::F32:
+    case WFormat::BF16:
+    case WFormat::F16: rows_plain<S>(w, r0, jb, je, x, ldx, y, ldy); return;
+    case WFormat::FP8: rows_fp8<S>(w, r0, jb, je, x, ldx, y, ldy); return;
+    case WFormat::FP4: rows_fp4<S>(w, r0, jb, je, xp, y, ldy); return;
+  }
+}
+
+}  // namespace
+
+bool gemv_available() { return true; }
+
+void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float* xp) {
+  if (w.fmt != WFormat::FP4) return;
+  const int64_t C = w.cols;
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t b = 0; b < C; b += 32)
+      for (int64_t k = 0; k < 16; ++k) {
+        xp[s * C + b + k] = x[s * ldx + b + 2 * k];
+        xp[s * C + b + 16 + k] = x[s * ldx + b + 2 * k + 1];
+      }
+}
+
+void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y,
+               int64_t ldy, const float* xp) {
+  switch (S) {
+    case 1: dispatch<1>(w, r0, jb, je, x, ldx, y, ldy, xp); return;
+    case 2: dispatch<2>(w, r0, jb, je, x, ldx, y, ldy, xp); return;
+    case 3: dispatch<3>(w, r0, jb, je, x, ldx, y, ldy, xp); return;
+    default: dispatch<4>(w, r0, jb, je, x, ldx, y, ldy, xp); return;
+  }
+}
+
+#else
+
+bool gemv_available() { return false; }
+void gemv_prepare_x(const MatW&, const float*, int64_t, int64_t, float*) {}
+void gemv_rows(const MatW&, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t, const float*) {}
+
+#endif
+
+}  // namespace dsv4
