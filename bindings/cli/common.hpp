@@ -21,5 +21,6 @@ int cmd_logits(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_chat(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 }  // namespace dsv4::cli

@@ -18,6 +18,8 @@ constexpr const char* kUsage =
     "  dsv4 chat [-m DIR] [--think none|high|max] [sampling flags as generate] [--system TEXT]\n"
     "  dsv4 tokenize [-m DIR | --tokenizer FILE] [--decode]   (text or ids on stdin)\n"
     "  dsv4 info [-m DIR] [--context N]\n"
+    "  dsv4 bench [--preset flash|pro | --config FILE] [--layers N] [--backend cpu|cuda] [--contexts 1024,65536]\n"
+    "             [--prompts 512,4096] [--threads N] [--steps N] [--json]\n"
     "  dsv4 logits [-m DIR] (--ids 1,2,3 | --ids-file FILE) -o OUT.npy [--chunks 13,27,24] [--threads N]\n"
     "\n"
     "  Without -m, $DSV4_MODEL or the embedded demo model is used.\n"
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
     if (cmd == "generate") return dsv4::cli::cmd_generate(argc, argv);
     if (cmd == "chat") return dsv4::cli::cmd_chat(argc, argv);
     if (cmd == "tokenize") return dsv4::cli::cmd_tokenize(argc, argv);
+    if (cmd == "bench") return dsv4::cli::cmd_bench(argc, argv);
     throw UsageError("unknown command '" + cmd + "'");
   } catch (const UsageError& e) {
     std::cerr << "dsv4: " << e.what() << "\n" << kUsage;

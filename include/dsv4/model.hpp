@@ -58,6 +58,8 @@ class DSV4_API Model {
 
   struct Impl;
   const Impl& impl() const { return *impl_; }
+  // Internal: wraps an already-built Impl (synthetic in-memory models for `dsv4 bench`).
+  static std::shared_ptr<const Model> from_impl(std::unique_ptr<Impl> impl);
 
  private:
   explicit Model(std::unique_ptr<Impl> impl);
@@ -68,6 +70,7 @@ struct SessionOptions {
   int threads = 0;            // worker threads; 0 = one per hardware thread
   int64_t max_context = 0;    // cache capacity in tokens; 0 = min(max_position_embeddings, 16384)
   int64_t max_batch = 512;    // longest run of tokens processed in one internal step (bounds scratch)
+  bool profile = false;       // accumulate time per op family (Session::profile())
 };
 
 enum class Logits { Last, All };
@@ -153,10 +156,21 @@ class DSV4_API Session {
   using Observer = std::function<void(int stage, const float* data, int64_t rows, int64_t width)>;
   void set_observer(Observer obs);
 
+  // Seconds spent per op family since creation or the last reset (SessionOptions::profile).
+  std::vector<std::pair<std::string, double>> profile() const;
+  void clear_profile();
+  std::vector<double> layer_profile() const;  // seconds per layer (same accounting)
+
   struct Impl;
 
  private:
+  friend void bench_fill_state(Session& s, int64_t position, uint64_t seed);
   std::unique_ptr<Impl> impl_;
 };
+
+// Benchmark aid: sets the session as if `position` tokens had been fed, filling its caches
+// (window rows, compressor state, compressed entries, indexer keys) with random values, so
+// decode can be timed at a deep context without the prefill. Not for generating text.
+DSV4_API void bench_fill_state(Session& s, int64_t position, uint64_t seed);
 
 }  // namespace dsv4

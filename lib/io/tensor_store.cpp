@@ -16,11 +16,11 @@ namespace dsv4 {
 void TensorStore::add_file(const fs::path& file) {
   files_.push_back(std::make_unique<SafetensorsFile>(file));
   const size_t idx = files_.size() - 1;
-  for (const auto& [name, info] : files_.back()->header().tensors) {
-    auto [it, inserted] = index_.emplace(name, std::make_pair(idx, &info));
+  const SafetensorsFile& f = *files_[idx];
+  for (const auto& [name, info] : f.header().tensors) {
+    auto [it, inserted] = index_.emplace(name, Entry{&info, f.tensor_data(info), file.filename().string()});
     if (!inserted)
-      throw FormatError("tensor '" + name + "' appears in both " + files_[it->second.first]->path().filename().string() +
-                        " and " + file.filename().string());
+      throw FormatError("tensor '" + name + "' appears in both " + it->second.origin + " and " + file.filename().string());
   }
 }
 
@@ -87,7 +87,25 @@ TensorRef TensorStore::get(const std::string& name) const {
   auto it = index_.find(name);
   if (it == index_.end())
     throw MissingTensorError("tensor '" + name + "' is missing from the checkpoint at " + root_.string());
-  return TensorRef{it->second.second, files_[it->second.first]->tensor_data(*it->second.second)};
+  return TensorRef{it->second.info, it->second.data};
+}
+
+TensorStore TensorStore::in_memory() {
+  TensorStore s;
+  s.root_ = "(memory)";
+  return s;
+}
+
+void TensorStore::add_memory(const std::string& name, DType dtype, std::vector<int64_t> shape, const uint8_t* data) {
+  TensorInfo t;
+  t.name = name;
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  t.begin = 0;
+  t.end = static_cast<uint64_t>(t.numel()) * dtype_size(dtype);
+  mem_infos_.push_back(std::move(t));
+  if (!index_.emplace(name, Entry{&mem_infos_.back(), data, "memory"}).second)
+    throw FormatError("tensor '" + name + "' added twice");
 }
 
 std::vector<std::string> TensorStore::names() const {

@@ -16,13 +16,25 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) {
   ModelConfig cfg = ModelConfig::load(dir / "config.json");
   TensorStore store(dir);
   ModelWeights w = bind_weights(cfg, store);
-  auto impl = std::unique_ptr<Impl>(new Impl{std::move(cfg), std::move(store), std::move(w), {}, {}});
+  auto impl = std::unique_ptr<Impl>(new Impl{std::move(cfg), std::move(store), std::move(w), {}, {}, {}});
   impl->freq_main = rope_frequencies(impl->cfg.rope_main, impl->cfg.rope_dim);
   impl->freq_compress = rope_frequencies(impl->cfg.rope_compress, impl->cfg.rope_dim);
   log(LogLevel::Info, "loaded " + dir.string() + ": " + std::to_string(impl->store.size()) + " tensors, " +
                           std::to_string(impl->cfg.num_layers) + " layers (" +
                           (impl->w.layout == CheckpointLayout::Published ? "published" : "huggingface") + " layout)");
+  return from_impl(std::move(impl));
+}
+
+std::shared_ptr<const Model> Model::from_impl(std::unique_ptr<Impl> impl) {
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
+}
+
+std::shared_ptr<const Model> make_model(ModelConfig cfg, TensorStore store, std::vector<std::unique_ptr<uint8_t[]>> owned) {
+  ModelWeights w = bind_weights(cfg, store);
+  auto impl = std::unique_ptr<Model::Impl>(new Model::Impl{std::move(cfg), std::move(store), std::move(w), {}, {}, std::move(owned)});
+  impl->freq_main = rope_frequencies(impl->cfg.rope_main, impl->cfg.rope_dim);
+  impl->freq_compress = rope_frequencies(impl->cfg.rope_compress, impl->cfg.rope_dim);
+  return Model::from_impl(std::move(impl));
 }
 
 const ModelConfig& Model::config() const { return impl_->cfg; }

@@ -13,6 +13,10 @@ struct Model::Impl {
   TensorStore store;
   ModelWeights w;
   std::vector<double> freq_main, freq_compress;  // RoPE inverse frequencies [rd/2]
+  std::vector<std::unique_ptr<uint8_t[]>> owned;  // tensor memory of synthetic models
 };
+
+// Builds a Model from a store whose tensors follow the published layout (validates like load()).
+std::shared_ptr<const Model> make_model(ModelConfig cfg, TensorStore store, std::vector<std::unique_ptr<uint8_t[]>> owned);
 
 }  // namespace dsv4

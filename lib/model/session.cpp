@@ -1,5 +1,7 @@
 // Session: one sequence's caches, and the forward pass written once against the Backend ops.
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -34,6 +36,11 @@ struct LayerState {
   CompressorBuf comp, index;
 };
 
+// Op families timed when SessionOptions::profile is set.
+enum Prof : size_t { pEmbed, pMhc, pAttnProj, pCompressor, pIndexer, pAttnCore, pAttnOut, pMoe, pHead, kProfCount };
+const char* const kProfNames[kProfCount] = {"embed", "mhc", "attn.proj", "attn.compressor", "attn.indexer",
+                                            "attn.core", "attn.out_proj", "moe", "head"};
+
 // Workspace slots of the forward pass.
 enum Slot : size_t {
   kX, kXin, kCoef, kY, kQa, kQ, kKv, kCkv, kCg, kIq, kIw, kIkv, kIg, kO, kYg, kH,
@@ -55,6 +62,16 @@ struct Session::Impl {
   bool has_last = false;
   int64_t pos = 0;
   Observer observer;
+  std::array<double, kProfCount> prof{};
+  std::vector<double> layer_prof;
+  std::chrono::steady_clock::time_point mark;
+  // Charges the time since the last mark to `p` (no-op unless profiling).
+  void tick(Prof p) {
+    if (!opt.profile) return;
+    const auto now = std::chrono::steady_clock::now();
+    prof[p] += std::chrono::duration<double>(now - mark).count();
+    mark = now;
+  }
 
   Impl(std::shared_ptr<const Model> mdl, SessionOptions o)
       : model(std::move(mdl)), m(model->impl()), c(m.cfg), opt(o), be(make_cpu_backend(o.threads)) {
@@ -108,6 +125,7 @@ struct Session::Impl {
     be->linear(a.wkv, 0, hd, xin, D, S, kv, hd);
     be->rms_norm(kv, S, hd, hd, a.kv_norm.data(), eps);
     be->rope(kv, S, hd, 1, hd, hd - rd, rd, tab, false);
+    tick(pAttnProj);
 
     AttentionArgs args;
     args.S = S;
@@ -129,6 +147,7 @@ struct Session::Impl {
       be->compress(cw, ls.comp.st, ckv, cg, S, p0, m.freq_compress.data(), rd, eps);
       args.entries = ls.comp.st.entries;
       args.ratio = cw.ratio;
+      tick(pCompressor);
     }
     if (a.indexer) {
       const IndexerW& ix = *a.indexer;
@@ -150,11 +169,13 @@ struct Session::Impl {
       be->indexer_select(ia);
       args.select = sel;
       args.topk = c.index_topk;
+      tick(pIndexer);
     }
     float* o = buf(kO, S * H * hd);
     args.out = o;
     be->attention(args);
     be->rope(o, S, H * hd, H, hd, hd - rd, rd, tab, true);
+    tick(pAttnCore);
 
     for (int64_t j = std::max(p0, p0 + S - W); j < p0 + S; ++j)
       std::memcpy(ls.ring.data() + (j % W) * hd, kv + (j - p0) * hd, static_cast<size_t>(hd) * sizeof(float));
@@ -164,6 +185,7 @@ struct Session::Impl {
     float* yg = buf(kYg, S * G * R);
     for (int64_t g = 0; g < G; ++g) be->linear(a.wo_a, g * R, R, o + g * gin, H * hd, S, yg + g * R, G * R);
     be->linear(a.wo_b, 0, D, yg, G * R, S, out, D);
+    tick(pAttnOut);
   }
 
   // One internal step of S ≤ max_batch tokens; writes `out_rows` logits rows (the last ones).
@@ -179,16 +201,27 @@ struct Session::Impl {
     rope_table(m.freq_main, p0, S, buf(kCosMain, S * half), buf(kSinMain, S * half));
     rope_table(m.freq_compress, p0, S, buf(kCosComp, S * half), buf(kSinComp, S * half));
 
+    if (opt.profile) mark = std::chrono::steady_clock::now();
     be->embed(m.w.embed, ids, S, nc, X);
+    tick(pEmbed);
     if (observer) observer(0, X, S, nc * D);
     for (int64_t l = 0; l < c.num_layers; ++l) {
+      const auto layer_start = mark;
       const LayerW& lw = m.w.layers[l];
       be->hc_pre(lw.hc_attn, c, X, S, lw.attn_norm.data(), xin, coef);
+      tick(pMhc);
       attention(l, xin, S, p0, y);
       be->hc_post(c, X, y, coef, S);
       be->hc_pre(lw.hc_ffn, c, X, S, lw.ffn_norm.data(), xin, coef);
+      tick(pMhc);
       be->moe(lw.moe, c, c.moe_kind[l], xin, ids, S, y);
+      tick(pMoe);
       be->hc_post(c, X, y, coef, S);
+      tick(pMhc);
+      if (opt.profile) {
+        if (layer_prof.size() != static_cast<size_t>(c.num_layers)) layer_prof.assign(static_cast<size_t>(c.num_layers), 0.0);
+        layer_prof[static_cast<size_t>(l)] += std::chrono::duration<double>(mark - layer_start).count();
+      }
       if (observer) observer(static_cast<int>(l + 1), X, S, nc * D);
     }
     pos += S;
@@ -198,6 +231,7 @@ struct Session::Impl {
     be->rms_norm(h, out_rows, D, D, m.w.norm.data(), eps);
     if (observer) observer(static_cast<int>(c.num_layers + 1), h, out_rows, D);
     be->linear(m.w.head, 0, V, h, D, out_rows, out, V);
+    tick(pHead);
   }
 
   std::span<const float> forward(std::span<const int32_t> tokens, Logits which) {
@@ -343,6 +377,51 @@ std::unique_ptr<Session> Session::fork() const {
 }
 
 const SessionOptions& Session::options() const { return impl_->opt; }
+
+std::vector<std::pair<std::string, double>> Session::profile() const {
+  std::vector<std::pair<std::string, double>> v;
+  for (size_t i = 0; i < kProfCount; ++i) v.emplace_back(kProfNames[i], impl_->prof[i]);
+  return v;
+}
+
+void Session::clear_profile() {
+  impl_->prof.fill(0.0);
+  std::fill(impl_->layer_prof.begin(), impl_->layer_prof.end(), 0.0);
+}
+
+std::vector<double> Session::layer_profile() const { return impl_->layer_prof; }
+
+void bench_fill_state(Session& session, int64_t position, uint64_t seed) {
+  Session::Impl& s = *session.impl_;
+  if (position < 0 || position > s.opt.max_context)
+    throw InvalidArgument("bench_fill_state: position " + std::to_string(position) + " outside [0, max_context]");
+  uint64_t z = seed * 0x9e3779b97f4a7c15ull + 1;
+  auto fill = [&](float* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      z ^= z << 13;
+      z ^= z >> 7;
+      z ^= z << 17;
+      p[i] = static_cast<float>(static_cast<int64_t>(z >> 40) - (1 << 23)) * (1.0f / (1 << 23));
+    }
+  };
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    LayerState& ls = s.layers[l];
+    fill(ls.ring.data(), ls.ring.size());
+    const AttentionW& a = s.m.w.layers[l].attn;
+    auto fill_comp = [&](CompressorBuf& b, const CompressorW& w) {
+      fill(b.pend_kv.data(), b.pend_kv.size());
+      fill(b.pend_g.data(), b.pend_g.size());
+      fill(b.prev_kv.data(), b.prev_kv.size());
+      fill(b.prev_g.data(), b.prev_g.size());
+      b.st.n_entries = position / w.ratio;
+      fill(b.entries.data(), static_cast<size_t>(b.st.n_entries * w.width));
+    };
+    if (a.compressor) fill_comp(ls.comp, *a.compressor);
+    if (a.indexer) fill_comp(ls.index, a.indexer->compressor);
+  }
+  s.pos = position;
+  s.has_last = false;
+}
 
 std::span<const float> Session::last_logits() const {
   if (!impl_->has_last) return {};

@@ -1,0 +1,331 @@
+// dsv4 bench: speed at real V4 dimensions on random in-memory weights, with the machine's
+// ceilings (memory bandwidth, matrix throughput) measured in the same run.
+#include <sys/resource.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.hpp"
+#include "common.hpp"
+#include "model/model_impl.hpp"
+#include "model/synthetic.hpp"
+
+namespace dsv4::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+struct Ceilings {
+  double copy_gbps = 0, read_gbps = 0, matmul_gflops = 0;
+};
+
+Ceilings measure_ceilings(int threads) {
+  Ceilings c;
+  const size_t n = size_t{1} << 28;  // 1 GiB of floats per buffer
+  std::vector<float> a(n), b(n);
+  const int T = std::max(threads, 1);
+  auto par = [&](auto&& f) {
+    std::vector<std::thread> th;
+    for (int t = 0; t < T; ++t) th.emplace_back([&, t] { f(n * t / T, n * (t + 1) / T); });
+    for (auto& x : th) x.join();
+  };
+  par([&](size_t s, size_t e) {  // touch every page first
+    std::fill(a.begin() + static_cast<std::ptrdiff_t>(s), a.begin() + static_cast<std::ptrdiff_t>(e), 1.0f);
+    std::fill(b.begin() + static_cast<std::ptrdiff_t>(s), b.begin() + static_cast<std::ptrdiff_t>(e), 0.0f);
+  });
+  for (int rep = 0; rep < 3; ++rep) {
+    auto t0 = Clock::now();
+    par([&](size_t s, size_t e) { std::memcpy(b.data() + s, a.data() + s, (e - s) * sizeof(float)); });
+    c.copy_gbps = std::max(c.copy_gbps, 2.0 * static_cast<double>(n * sizeof(float)) / secs(t0, Clock::now()) / 1e9);
+    std::vector<double> sums(static_cast<size_t>(T));
+    t0 = Clock::now();
+    par([&](size_t s, size_t e) {
+      sums[static_cast<size_t>(s * T / n)] = Eigen::Map<const Eigen::VectorXf>(a.data() + s, static_cast<Eigen::Index>(e - s)).sum();
+    });
+    c.read_gbps = std::max(c.read_gbps, static_cast<double>(n * sizeof(float)) / secs(t0, Clock::now()) / 1e9);
+  }
+  // The backend's best matrix kernel: a large F32 product through the same linear() entry point.
+  auto be = make_cpu_backend(threads);
+  const int64_t M = 512, N = 4096, K = 4096;
+  std::vector<float> w(static_cast<size_t>(N * K)), x(static_cast<size_t>(M * K)), y(static_cast<size_t>(M * N));
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (auto& v : w) v = u(rng);
+  for (auto& v : x) v = u(rng);
+  MatW mw;
+  mw.fmt = WFormat::F32;
+  mw.rows = N;
+  mw.cols = K;
+  mw.data = reinterpret_cast<const uint8_t*>(w.data());
+  be->linear(mw, 0, N, x.data(), K, M, y.data(), N);
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = Clock::now();
+    be->linear(mw, 0, N, x.data(), K, M, y.data(), N);
+    c.matmul_gflops = std::max(c.matmul_gflops, 2.0 * M * N * K / secs(t0, Clock::now()) / 1e9);
+  }
+  return c;
+}
+
+// Per-token matrix work and weight bytes of one layer (decode reads each once; routed experts: k of them).
+struct LayerCost {
+  double flops = 0, bytes = 0;
+};
+void add(LayerCost& c, const MatW& w, double times = 1) {
+  c.flops += 2.0 * static_cast<double>(w.rows) * static_cast<double>(w.cols) * times;
+  c.bytes += static_cast<double>(w.bytes()) * times;
+}
+LayerCost layer_cost(const ModelConfig& cfg, const LayerW& l) {
+  LayerCost c;
+  add(c, l.hc_attn.fn);
+  add(c, l.hc_ffn.fn);
+  const AttentionW& a = l.attn;
+  for (const MatW* w : {&a.wq_a, &a.wq_b, &a.wkv, &a.wo_a, &a.wo_b}) add(c, *w);
+  if (a.compressor) {
+    add(c, a.compressor->wkv);
+    add(c, a.compressor->wgate);
+  }
+  if (a.indexer) {
+    add(c, a.indexer->wq_b);
+    add(c, a.indexer->weights_proj);
+    add(c, a.indexer->compressor.wkv);
+    add(c, a.indexer->compressor.wgate);
+  }
+  add(c, l.moe.gate);
+  if (l.moe.shared)
+    for (const MatW* w : {&l.moe.shared->w1, &l.moe.shared->w3, &l.moe.shared->w2}) add(c, *w);
+  const ExpertW& e = l.moe.experts.front();
+  for (const MatW* w : {&e.w1, &e.w3, &e.w2}) add(c, *w, static_cast<double>(cfg.experts_per_token));
+  return c;
+}
+
+// Attention-side work of one query at position t (scores and values over the visible keys, indexer).
+void attention_cost(const ModelConfig& c, int64_t l, int64_t t, double& flops, double& cache_bytes) {
+  const double H = static_cast<double>(c.num_heads), hd = static_cast<double>(c.head_dim);
+  double keys = static_cast<double>(std::min(c.sliding_window, t + 1));
+  cache_bytes += keys * hd * 4;
+  const int64_t m = c.compress_ratio[l];
+  if (c.attn_kind[l] == AttnKind::HCA) {
+    const double vis = static_cast<double>((t + 1) / m);
+    keys += vis;
+    cache_bytes += vis * hd * 4;
+  } else if (c.attn_kind[l] == AttnKind::CSA) {
+    const double vis = static_cast<double>((t + 1) / m), sel = std::min(static_cast<double>(c.index_topk), vis);
+    keys += sel;
+    flops += 2.0 * static_cast<double>(c.index_n_heads * c.index_head_dim) * vis;
+    cache_bytes += vis * static_cast<double>(c.index_head_dim) * 4 + sel * hd * 4;
+  }
+  flops += 4.0 * H * hd * keys;
+}
+
+std::vector<int32_t> random_ids(int64_t n, int64_t V, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<int32_t>(rng() % static_cast<uint64_t>(V));
+  return v;
+}
+
+double peak_rss_gib() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / (1024.0 * 1024.0);
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  Args a(argc, argv, 2, {"--preset", "--config", "--layers", "--backend", "--contexts", "--prompts", "--threads", "--steps", "--seed"},
+         {"--json", "--skip-ceilings"}, {});
+  const std::string backend = a.get("--backend").value_or("cpu");
+  if (backend == "cuda") throw UsageError("--backend cuda: this build has no CUDA backend (CPU only)");
+  if (backend != "cpu") throw UsageError("--backend must be cpu or cuda");
+  if (a.has("--preset") && a.has("--config")) throw UsageError("give --preset or --config, not both");
+  const int64_t layers = a.get_int("--layers", 4);
+  if (layers <= 0) throw UsageError("--layers must be positive");
+  std::string cfg_text;
+  std::string source;
+  if (auto f = a.get("--config")) {
+    std::ifstream in(*f);
+    if (!in) throw UsageError("cannot read config " + *f);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    cfg_text = truncate_config_json(ss.str(), layers);
+    source = *f;
+  } else {
+    source = a.get("--preset").value_or("flash");
+    cfg_text = preset_config_json(source, layers);
+  }
+  const ModelConfig cfg = ModelConfig::parse(cfg_text, source);
+  std::vector<int64_t> contexts = parse_int_list(a.get("--contexts").value_or("1024,16384,65536"), "--contexts");
+  std::vector<int64_t> prompts = parse_int_list(a.get("--prompts").value_or("512,4096"), "--prompts");
+  const int threads = static_cast<int>(a.get_int("--threads", 0)) > 0 ? static_cast<int>(a.get_int("--threads", 0))
+                                                                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int64_t steps = a.get_int("--steps", 8);
+  const bool json_out = a.has("--json");
+  auto log = [&](const std::string& s) {
+    if (!json_out) std::cerr << s << std::flush;
+  };
+
+  Ceilings ceil;
+  if (!a.has("--skip-ceilings")) {
+    log("measuring ceilings (memory bandwidth, matrix throughput)...\n");
+    ceil = measure_ceilings(threads);
+  }
+  log("building " + std::to_string(cfg.num_layers) + "-layer synthetic model (" + source + ")...\n");
+  uint64_t weight_bytes = 0;
+  const auto t_build = Clock::now();
+  const auto model = make_synthetic_model(cfg, static_cast<uint64_t>(a.get_int("--seed", 1)), threads, &weight_bytes);
+  const double build_s = secs(t_build, Clock::now());
+  const ModelWeights& mw = model->impl().w;
+
+  std::vector<LayerCost> lcost;
+  for (const auto& l : mw.layers) lcost.push_back(layer_cost(cfg, l));
+  LayerCost head;
+  add(head, mw.hc_head.fn);
+  add(head, mw.head);
+  const double embed_row_bytes = static_cast<double>(cfg.hidden_size) * 2;
+
+  nlohmann::json out;
+  out["model"] = {{"source", source}, {"layers", cfg.num_layers}, {"weight_bytes", weight_bytes}, {"threads", threads},
+                  {"build_seconds", build_s}};
+  out["ceilings"] = {{"bandwidth_gbps", ceil.copy_gbps}, {"read_gbps", ceil.read_gbps}, {"matmul_gflops", ceil.matmul_gflops}};
+
+  // ---- decode ----
+  const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
+  out["decode"] = nlohmann::json::array();
+  nlohmann::json decode_profile;
+  std::vector<double> layer_ms(static_cast<size_t>(cfg.num_layers), 0.0);
+  double head_ms = 0, first_ms = 0;
+  {
+    SessionOptions so;
+    so.threads = threads;
+    so.max_context = max_ctx + steps + 2;
+    so.profile = true;
+    Session s(model, so);
+    const auto ids = random_ids(steps + 1, cfg.vocab_size, 7);
+    for (size_t ci = 0; ci < contexts.size(); ++ci) {
+      const int64_t C = contexts[ci];
+      log("decode at context " + std::to_string(C) + "...\n");
+      bench_fill_state(s, C, 11 + ci);
+      s.forward({ids.data(), 1});  // warm-up: first touch of buffers
+      s.clear_profile();
+      const auto t0 = Clock::now();
+      for (int64_t i = 1; i <= steps; ++i) s.forward({ids.data() + i, 1});
+      const double ms = 1000 * secs(t0, Clock::now()) / static_cast<double>(steps);
+      double bytes = embed_row_bytes + head.bytes, flops = head.flops, cache = 0;
+      for (int64_t l = 0; l < cfg.num_layers; ++l) {
+        bytes += lcost[static_cast<size_t>(l)].bytes;
+        flops += lcost[static_cast<size_t>(l)].flops;
+        attention_cost(cfg, l, C + 1 + steps / 2, flops, cache);
+      }
+      const double gbps = (bytes + cache) / (ms / 1000) / 1e9;
+      out["decode"].push_back({{"context", C}, {"ms_per_token", ms}, {"bytes_per_token", bytes + cache}, {"weight_bytes_per_token", bytes},
+                               {"cache_bytes_per_token", cache}, {"gbps", gbps},
+                               {"bandwidth_ratio", ceil.copy_gbps > 0 ? gbps / ceil.copy_gbps : 0.0},
+                               {"read_bandwidth_ratio", ceil.read_gbps > 0 ? gbps / ceil.read_gbps : 0.0}});
+      if (ci == 0) {
+        first_ms = ms;
+        for (const auto& [k, v] : s.profile()) decode_profile[k] = 1000 * v / static_cast<double>(steps);
+        const auto lp = s.layer_profile();
+        for (size_t l = 0; l < lp.size(); ++l) layer_ms[l] = 1000 * lp[l] / static_cast<double>(steps);
+        for (const auto& [k, v] : s.profile())
+          if (k == "head" || k == "embed") head_ms += 1000 * v / static_cast<double>(steps);
+      }
+    }
+  }
+  out["decode_profile_ms"] = decode_profile;
+
+  // ---- prefill ----
+  out["prefill"] = nlohmann::json::array();
+  for (int64_t P : prompts) {
+    log("prefill of " + std::to_string(P) + " tokens...\n");
+    SessionOptions so;
+    so.threads = threads;
+    so.max_context = P + 1;
+    so.profile = true;
+    Session s(model, so);
+    const auto ids = random_ids(P, cfg.vocab_size, 5);
+    const auto t0 = Clock::now();
+    s.forward(ids, Logits::Last);
+    const double sec = secs(t0, Clock::now());
+    double flops = head.flops, cache = 0;
+    for (int64_t l = 0; l < cfg.num_layers; ++l)
+      for (int64_t t = 0; t < P; ++t) {
+        flops += lcost[static_cast<size_t>(l)].flops;
+        attention_cost(cfg, l, t, flops, cache);
+      }
+    const double gflops = flops / sec / 1e9;
+    nlohmann::json prof;
+    for (const auto& [k, v] : s.profile()) prof[k] = v;
+    out["prefill"].push_back({{"tokens", P}, {"seconds", sec}, {"tokens_per_s", static_cast<double>(P) / sec}, {"gflops", gflops},
+                              {"matmul_ratio", ceil.matmul_gflops > 0 ? gflops / ceil.matmul_gflops : 0.0}, {"profile_s", prof}});
+  }
+  out["peak_rss_gib"] = peak_rss_gib();
+
+  // ---- extrapolation to the full V4-Flash schedule (2 sliding, 21 CSA, 20 HCA layers) ----
+  {
+    double by_kind[3] = {0, 0, 0}, n_kind[3] = {0, 0, 0}, all = 0;
+    for (int64_t l = 0; l < cfg.num_layers; ++l) {
+      const int k = static_cast<int>(cfg.attn_kind[l]);
+      by_kind[k] += layer_ms[static_cast<size_t>(l)];
+      n_kind[k] += 1;
+      all += layer_ms[static_cast<size_t>(l)];
+    }
+    auto avg = [&](int k) { return n_kind[k] > 0 ? by_kind[k] / n_kind[k] : all / static_cast<double>(cfg.num_layers); };
+    const ModelConfig full = ModelConfig::parse(preset_config_json("flash", 0));
+    double ms = head_ms;
+    for (auto k : full.attn_kind) ms += avg(static_cast<int>(k));
+    double bytes = embed_row_bytes + head.bytes, bytes_layers = 0;
+    for (auto& lc : lcost) bytes_layers += lc.bytes;
+    bytes += bytes_layers / static_cast<double>(cfg.num_layers) * static_cast<double>(full.num_layers);
+    out["extrapolated_flash_43_layers"] = {{"note", "per-layer decode times of this run (by layer kind) times the V4-Flash schedule, plus head; "
+                                                    "first context only"},
+                                           {"context", contexts.front()}, {"ms_per_token", ms}, {"tokens_per_s", 1000 / ms},
+                                           {"weight_bytes_per_token", bytes}};
+  }
+
+  if (json_out) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("\ndsv4 bench: %s, %lld layers, %d threads, %.2f GiB of weights (built in %.1f s)\n", source.c_str(),
+              static_cast<long long>(cfg.num_layers), threads, static_cast<double>(weight_bytes) / (1u << 30), build_s);
+  std::printf("ceilings: copy bandwidth %.1f GB/s (read+write), read bandwidth %.1f GB/s, matmul %.1f GFLOP/s\n\n",
+              ceil.copy_gbps, ceil.read_gbps, ceil.matmul_gflops);
+  std::printf("%-10s %12s %14s %10s %12s %12s\n", "decode", "ms/token", "MB read/token", "GB/s", "vs copy bw", "vs read bw");
+  for (const auto& d : out["decode"])
+    std::printf("ctx %-6lld %12.2f %14.1f %10.2f %11.0f%% %11.0f%%\n", static_cast<long long>(d["context"].get<int64_t>()),
+                d["ms_per_token"].get<double>(), d["bytes_per_token"].get<double>() / 1e6, d["gbps"].get<double>(),
+                100 * d["bandwidth_ratio"].get<double>(), 100 * d["read_bandwidth_ratio"].get<double>());
+  std::printf("\n%-10s %12s %12s %12s %12s\n", "prefill", "tokens/s", "seconds", "GFLOP/s", "vs matmul");
+  for (const auto& p : out["prefill"])
+    std::printf("%-10lld %12.1f %12.2f %12.1f %11.0f%%\n", static_cast<long long>(p["tokens"].get<int64_t>()), p["tokens_per_s"].get<double>(),
+                p["seconds"].get<double>(), p["gflops"].get<double>(), 100 * p["matmul_ratio"].get<double>());
+  std::printf("\ndecode time per op at context %lld (ms/token):", static_cast<long long>(contexts.front()));
+  for (auto it = decode_profile.begin(); it != decode_profile.end(); ++it) std::printf(" %s %.2f,", it.key().c_str(), it.value().get<double>());
+  std::printf("\nper layer (ms/token):");
+  for (int64_t l = 0; l < cfg.num_layers; ++l)
+    std::printf(" L%lld(%s) %.2f", static_cast<long long>(l),
+                cfg.attn_kind[l] == AttnKind::Sliding ? "SWA" : cfg.attn_kind[l] == AttnKind::CSA ? "CSA" : "HCA", layer_ms[static_cast<size_t>(l)]);
+  const auto& ex = out["extrapolated_flash_43_layers"];
+  std::printf("\n\nextrapolated to the full 43-layer V4-Flash at context %lld: %.1f ms/token (%.2f tok/s), %.2f GB of weights read per token\n",
+              static_cast<long long>(contexts.front()), ex["ms_per_token"].get<double>(), ex["tokens_per_s"].get<double>(),
+              ex["weight_bytes_per_token"].get<double>() / 1e9);
+  std::printf("peak RSS %.2f GiB\n", out["peak_rss_gib"].get<double>());
+  (void)first_ms;
+  return 0;
+}
+
+}  // namespace dsv4::cli
