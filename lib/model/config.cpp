@@ -247,6 +247,8 @@ ModelConfig ModelConfig::parse(std::string_view text, const std::string& source)
     r.fail("key 'o_groups' = " + std::to_string(c.o_groups) + " must divide num_attention_heads = " + std::to_string(c.num_heads));
   if (c.experts_per_token > c.n_routed_experts)
     r.fail("key 'num_experts_per_tok' exceeds n_routed_experts");
+  if (c.experts_per_token > 63) r.fail("key 'num_experts_per_tok' > 63 is not supported");
+  if (c.hc_mult > 16) r.fail("key 'hc_mult' > 16 is not supported");
   if (c.n_shared_experts > 1) r.fail("key 'n_shared_experts' > 1 is not supported");
   for (size_t l = 0; l < c.attn_kind.size(); ++l) {
     if (c.attn_kind[l] == AttnKind::CSA) {

@@ -1,5 +1,7 @@
 #include "model/synthetic.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -51,13 +53,11 @@ enum class Fill { FP8, FP4, Scale, BF16, F32, Zero };
 void fill(uint8_t* p, size_t n, Fill kind, uint8_t scale_code, uint64_t seed) {
   Gen g{seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull};
   switch (kind) {
-    case Fill::FP8:  // |value| in [2^-3, 2^3·1.875]: exponent field 4..10, random sign and mantissa
+    case Fill::FP8:  // |value| in [2^-3, 2^4·1.875]: exponent field 4..11 (never NaN), random sign and mantissa
       for (size_t i = 0; i < n; i += 8) {
-        uint64_t r = g.next();
-        for (size_t k = 0; k < 8 && i + k < n; ++k, r >>= 8) {
-          const uint8_t b = static_cast<uint8_t>(r);
-          p[i + k] = static_cast<uint8_t>((b & 0x87) | ((4 + (b >> 3) % 7) << 3));
-        }
+        const uint64_t r = g.next();
+        const uint64_t v = (r & 0x8787878787878787ull) | ((((r >> 3) & 0x0707070707070707ull) + 0x0404040404040404ull) << 3);
+        std::memcpy(p + i, &v, std::min<size_t>(8, n - i));
       }
       return;
     case Fill::FP4:
@@ -69,11 +69,11 @@ void fill(uint8_t* p, size_t n, Fill kind, uint8_t scale_code, uint64_t seed) {
     case Fill::Scale:
       std::memset(p, scale_code, n);
       return;
-    case Fill::BF16:  // |value| in [2^-7, 2^-3)
-      for (size_t i = 0; i + 1 < n; i += 2) {
+    case Fill::BF16:  // |value| in [2^-7, 2^-3): exponent 120..123, random sign and mantissa
+      for (size_t i = 0; i < n; i += 8) {
         const uint64_t r = g.next();
-        const uint16_t v = static_cast<uint16_t>((r & 0x807F) | ((120 + (r >> 16) % 4) << 7));
-        std::memcpy(p + i, &v, 2);
+        const uint64_t v = (r & 0x807F807F807F807Full) | ((((r >> 7) & 0x0003000300030003ull) + 0x0078007800780078ull) << 7);
+        std::memcpy(p + i, &v, std::min<size_t>(8, n - i));
       }
       return;
     case Fill::F32:
@@ -106,6 +106,10 @@ class Builder {
     const size_t bytes = static_cast<size_t>(n) * dtype_size(dt);
     owned.push_back(std::unique_ptr<uint8_t[]>(new uint8_t[std::max<size_t>(bytes, 1)]));
     uint8_t* p = owned.back().get();
+    if (bytes >= (2u << 20)) {  // fewer page faults and TLB misses for the big matrices
+      const auto a = reinterpret_cast<uintptr_t>(p), b = (a + (2u << 20) - 1) & ~uintptr_t((2u << 20) - 1);
+      if (b < a + bytes) ::madvise(reinterpret_cast<void*>(b), (a + bytes - b) & ~uintptr_t((2u << 20) - 1), MADV_HUGEPAGE);
+    }
     total += bytes;
     jobs.push_back({p, bytes, kind, scale_code, seed_ + jobs.size() * 7919});
     store.add_memory(name, dt, std::move(shape), p);

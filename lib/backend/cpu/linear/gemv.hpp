@@ -1,6 +1,6 @@
 // Fused decode + dot kernels for small batches (decode steps): weights are read once, decoded in
 // registers (FP8 via F16C, FP4 via an in-register table, BF16 by shifting) and multiplied with
-// up to kGemvMaxBatch activation rows. Selected at compile time; gemv_available() says whether
+// up to kGemvMaxBatch activation rows (any S works; larger S is better served by decode + GEMM). Selected at compile time; gemv_available() says whether
 // this build has them (AVX-512 today), else the caller uses decode_rows + Eigen.
 #pragma once
 #include <cstdint>
@@ -9,13 +9,15 @@
 
 namespace dsv4 {
 
-constexpr int64_t kGemvMaxBatch = 4;
+constexpr int64_t kGemvMaxBatch = 32;  // below this many activation rows the fused kernel beats decode + GEMM
 
 bool gemv_available();
 // y[s*ldy + j] = Σ_i x[s*ldx + i] · W[r0 + j, i] for j in [jb, je), s < S <= kGemvMaxBatch.
 // `xp` is scratch of at least S·cols floats (a permuted copy of x for FP4 weights).
 void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y,
                int64_t ldy, const float* xp);
+// SIMD version of decode_rows (same results); false when this build has no fast path.
+bool decode_rows_fast(const MatW& w, int64_t r, int64_t count, float* out);
 // Fills xp from x as gemv_rows expects for W's format (only FP4 needs a permuted copy).
 void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float* xp);
 

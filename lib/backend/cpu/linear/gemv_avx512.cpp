@@ -43,30 +43,39 @@ inline __m512 load_plain(const uint8_t* row, int64_t i, __mmask16 m) {
   else return f16x16(row + 2 * i, m);
 }
 
+// Independent accumulators per activation row: enough to hide the FMA latency without running
+// out of the 32 vector registers.
+template <int S>
+constexpr int kUnroll = S == 1 ? 4 : S == 2 ? 2 : 1;
+
 template <int S, WFormat F>
 void rows_plain(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  constexpr int U = kUnroll<S>;
   const int64_t C = w.cols;
   const size_t esz = F == WFormat::F32 ? 4 : 2;
   const __mmask16 all = 0xFFFF;
   for (int64_t j = jb; j < je; ++j) {
     const uint8_t* row = w.data + static_cast<size_t>(r0 + j) * static_cast<size_t>(C) * esz;
-    __m512 acc[S][4];
+    __m512 acc[S][U];
     for (int s = 0; s < S; ++s)
-      for (int u = 0; u < 4; ++u) acc[s][u] = _mm512_setzero_ps();
+      for (int u = 0; u < U; ++u) acc[s][u] = _mm512_setzero_ps();
     int64_t i = 0;
-    for (; i + 64 <= C; i += 64) {
-      __m512 wv[4];
-      for (int u = 0; u < 4; ++u) wv[u] = load_plain<F>(row, i + 16 * u, all);
+    for (; i + 16 * U <= C; i += 16 * U) {
+      __m512 wv[U];
+      for (int u = 0; u < U; ++u) wv[u] = load_plain<F>(row, i + 16 * u, all);
       for (int s = 0; s < S; ++s)
-        for (int u = 0; u < 4; ++u) acc[s][u] = _mm512_fmadd_ps(wv[u], _mm512_loadu_ps(x + s * ldx + i + 16 * u), acc[s][u]);
+        for (int u = 0; u < U; ++u) acc[s][u] = _mm512_fmadd_ps(wv[u], _mm512_loadu_ps(x + s * ldx + i + 16 * u), acc[s][u]);
     }
     for (; i < C; i += 16) {
       const __mmask16 m = tail_mask(C - i);
       const __m512 wv = load_plain<F>(row, i, m);
       for (int s = 0; s < S; ++s) acc[s][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + s * ldx + i), acc[s][0]);
     }
-    for (int s = 0; s < S; ++s)
-      y[s * ldy + j] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[s][0], acc[s][1]), _mm512_add_ps(acc[s][2], acc[s][3])));
+    for (int s = 0; s < S; ++s) {
+      __m512 t = acc[s][0];
+      for (int u = 1; u < U; ++u) t = _mm512_add_ps(t, acc[s][u]);
+      y[s * ldy + j] = _mm512_reduce_add_ps(t);
+    }
   }
 }
 
@@ -90,16 +99,17 @@ void rows_fp8(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x,
     for (int s = 0; s < S; ++s) acc[s] = _mm512_setzero_ps();
     for (int64_t b0 = 0; b0 < C; b0 += 128) {
       const int64_t be = std::min<int64_t>(C, b0 + 128);
-      __m512 blk[S][4];
+      constexpr int U = S <= 2 ? 4 : 2;
+      __m512 blk[S][U];
       for (int s = 0; s < S; ++s)
-        for (int u = 0; u < 4; ++u) blk[s][u] = _mm512_setzero_ps();
+        for (int u = 0; u < U; ++u) blk[s][u] = _mm512_setzero_ps();
       int64_t i = b0;
       for (; i + 64 <= be; i += 64) {
         __m512 wv[4];
         e4m3x32(row + i, wv[0], wv[1]);
         e4m3x32(row + i + 32, wv[2], wv[3]);
         for (int s = 0; s < S; ++s)
-          for (int u = 0; u < 4; ++u) blk[s][u] = _mm512_fmadd_ps(wv[u], _mm512_loadu_ps(x + s * ldx + i + 16 * u), blk[s][u]);
+          for (int u = 0; u < 4; ++u) blk[s][u % U] = _mm512_fmadd_ps(wv[u], _mm512_loadu_ps(x + s * ldx + i + 16 * u), blk[s][u % U]);
       }
       for (; i < be; i += 16) {
         const __mmask16 m = tail_mask(be - i);
@@ -107,8 +117,11 @@ void rows_fp8(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x,
         for (int s = 0; s < S; ++s) blk[s][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + s * ldx + i), blk[s][0]);
       }
       const __m512 scale = _mm512_set1_ps(quant::e8m0_to_f32(sc[b0 / 128]) * 256.0f);
-      for (int s = 0; s < S; ++s)
-        acc[s] = _mm512_fmadd_ps(_mm512_add_ps(_mm512_add_ps(blk[s][0], blk[s][1]), _mm512_add_ps(blk[s][2], blk[s][3])), scale, acc[s]);
+      for (int s = 0; s < S; ++s) {
+        __m512 t = blk[s][0];
+        for (int u = 1; u < U; ++u) t = _mm512_add_ps(t, blk[s][u]);
+        acc[s] = _mm512_fmadd_ps(t, scale, acc[s]);
+      }
     }
     for (int s = 0; s < S; ++s) y[s * ldy + j] = _mm512_reduce_add_ps(acc[s]);
   }
@@ -117,6 +130,8 @@ void rows_fp8(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x,
 // FP4: xp holds x regrouped per 32-column block as [16 even-index values, 16 odd-index values],
 // matching the low / high nibbles of the 16 bytes that encode the block. Two blocks per step
 // with separate accumulators.
+constexpr int64_t kFp4PrefetchRows = 4;
+
 template <int S>
 void rows_fp4(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xp, float* y, int64_t ldy) {
   const int64_t C = w.cols, nb = C / 32;
@@ -139,8 +154,12 @@ void rows_fp4(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xp
         acc[s][u] = _mm512_fmadd_ps(d, scale, acc[s][u]);
       }
     };
+    // Small expert matrices are read cold: prefetch a few rows ahead (one line per 4 blocks).
+    const uint8_t* ahead = row + kFp4PrefetchRows * (C / 2);
+    const bool pf = j + kFp4PrefetchRows < je;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+      if (pf && (b & 3) == 0) _mm_prefetch(reinterpret_cast<const char*>(ahead + 16 * b), _MM_HINT_T0);
       block(b, 0);
       block(b + 1, 1);
     }
@@ -164,6 +183,59 @@ void dispatch(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x,
 
 bool gemv_available() { return true; }
 
+bool decode_rows_fast(const MatW& w, int64_t r, int64_t count, float* out) {
+  const int64_t C = w.cols;
+  const __mmask16 all = 0xFFFF;
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t row_i = r + k;
+    float* o = out + k * C;
+    switch (w.fmt) {
+      case WFormat::F32:
+        std::memcpy(o, w.data + static_cast<size_t>(row_i * C) * 4, static_cast<size_t>(C) * 4);
+        break;
+      case WFormat::BF16:
+      case WFormat::F16: {
+        const uint8_t* row = w.data + static_cast<size_t>(row_i * C) * 2;
+        for (int64_t i = 0; i < C; i += 16) {
+          const __mmask16 m = tail_mask(C - i);
+          _mm512_mask_storeu_ps(o + i, m, w.fmt == WFormat::BF16 ? bf16x16(row + 2 * i, m) : f16x16(row + 2 * i, m));
+        }
+        break;
+      }
+      case WFormat::FP8: {
+        const uint8_t* row = w.data + row_i * C;
+        const uint8_t* sc = w.scale + (row_i / 128) * w.scale_cols;
+        for (int64_t i = 0; i < C; i += 16) {
+          const __mmask16 m = tail_mask(C - i);
+          const __m512 scale = _mm512_set1_ps(quant::e8m0_to_f32(sc[i / 128]) * 256.0f);
+          _mm512_mask_storeu_ps(o + i, m, _mm512_mul_ps(e4m3x16(_mm_maskz_loadu_epi8(m, row + i)), scale));
+        }
+        break;
+      }
+      case WFormat::FP4: {
+        const uint8_t* row = w.data + row_i * (C / 2);
+        const uint8_t* sc = w.scale + row_i * w.scale_cols;
+        const __m512 lut = _mm512_loadu_ps(quant::kE2M1.data());
+        const __m512i nib = _mm512_set1_epi32(15);
+        // element 2k is the low nibble of byte k: interleave low / high results back into order
+        const __m512i even_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const __m512i odd_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        for (int64_t b = 0; b < C / 32; ++b) {
+          const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * b)));
+          const __m512 scale = _mm512_set1_ps(quant::e8m0_to_f32(sc[b]));
+          const __m512 lo = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_and_si512(bytes, nib), lut), scale);
+          const __m512 hi = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), lut), scale);
+          _mm512_storeu_ps(o + 32 * b, _mm512_permutex2var_ps(lo, even_idx, hi));
+          _mm512_storeu_ps(o + 32 * b + 16, _mm512_permutex2var_ps(lo, odd_idx, hi));
+        }
+        break;
+      }
+    }
+  }
+  (void)all;
+  return true;
+}
+
 void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float* xp) {
   if (w.fmt != WFormat::FP4) return;
   const int64_t C = w.cols;
@@ -177,17 +249,32 @@ void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float
 
 void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y,
                int64_t ldy, const float* xp) {
-  switch (S) {
-    case 1: dispatch<1>(w, r0, jb, je, x, ldx, y, ldy, xp); return;
-    case 2: dispatch<2>(w, r0, jb, je, x, ldx, y, ldy, xp); return;
-    case 3: dispatch<3>(w, r0, jb, je, x, ldx, y, ldy, xp); return;
-    default: dispatch<4>(w, r0, jb, je, x, ldx, y, ldy, xp); return;
+  // Rows in blocks that stay in L2 while every group of up to 8 activation rows passes over them.
+  constexpr int64_t kRowBlock = 32;
+  for (int64_t b = jb; b < je; b += kRowBlock) {
+    const int64_t e = std::min(je, b + kRowBlock);
+    for (int64_t s0 = 0; s0 < S; s0 += 8) {
+      const float* xs = x + s0 * ldx;
+      const float* xps = xp + s0 * w.cols;
+      float* ys = y + s0 * ldy;
+      switch (std::min<int64_t>(8, S - s0)) {
+        case 1: dispatch<1>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+        case 2: dispatch<2>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+        case 3: dispatch<3>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+        case 4: dispatch<4>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+        case 5: dispatch<5>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+        case 6: dispatch<6>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+        case 7: dispatch<7>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+        default: dispatch<8>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+      }
+    }
   }
 }
 
 #else
 
 bool gemv_available() { return false; }
+bool decode_rows_fast(const MatW&, int64_t, int64_t, float*) { return false; }
 void gemv_prepare_x(const MatW&, const float*, int64_t, int64_t, float*) {}
 void gemv_rows(const MatW&, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t, const float*) {}
 

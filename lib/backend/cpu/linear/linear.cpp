@@ -1,5 +1,6 @@
 // y = x Wᵀ with W decoded from its stored format inside the kernel, tile by tile.
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstring>
 
 #include "backend/cpu/cpu_backend.hpp"
@@ -95,7 +96,7 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
       if (w.fmt == WFormat::F32) {
         wt = reinterpret_cast<const float*>(w.data) + (r0 + j0) * C;
       } else {
-        decode_rows(w, r0 + j0, rows, tile);
+        if (!decode_rows_fast(w, r0 + j0, rows, tile)) decode_rows(w, r0 + j0, rows, tile);
         wt = tile;
       }
       Eigen::Map<const RowMat> T(wt, rows, C);
@@ -108,6 +109,34 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
         Eigen::Map<RowMat, 0, Stride> Y(y + j0, S, rows, Stride(ldy));
         Y.noalias() = X * T.transpose();
       }
+    }
+  });
+}
+
+void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) {
+  // Permuted activations per task (only FP4 uses them) and the running row offsets.
+  size_t xp_total = 0;
+  for (size_t t = 0; t < count; ++t) xp_total += tasks[t].w->fmt == WFormat::FP4 ? static_cast<size_t>(S * tasks[t].w->cols) : 0;
+  float* xp = ws_.get(kGemvX + 1, std::max<size_t>(xp_total, 1));
+  int64_t* start = reinterpret_cast<int64_t*>(ws_.get(kGemvX + 2, 2 * (count + 1)));
+  const float** xps = reinterpret_cast<const float**>(ws_.get(kGemvX + 3, 2 * (count + 1)));
+  size_t off = 0;
+  start[0] = 0;
+  for (size_t t = 0; t < count; ++t) {
+    xps[t] = xp + off;
+    if (tasks[t].w->fmt == WFormat::FP4) {
+      gemv_prepare_x(*tasks[t].w, tasks[t].x, tasks[t].ldx, S, xp + off);
+      off += static_cast<size_t>(S * tasks[t].w->cols);
+    }
+    start[t + 1] = start[t] + tasks[t].n;
+  }
+  pool_.parallel_for(start[count], 64, [&](int, int64_t b, int64_t e) {
+    size_t t = static_cast<size_t>(std::upper_bound(start, start + count + 1, b) - start) - 1;
+    for (int64_t g = b; g < e; ++t) {
+      const LinearTask& k = tasks[t];
+      const int64_t jb = g - start[t], je = std::min(e, start[t + 1]) - start[t];
+      gemv_rows(*k.w, k.r0, jb, je, k.x, k.ldx, S, k.y, k.ldy, xps[t]);
+      g = start[t] + je;
     }
   });
 }

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/linear/gemv.hpp"
 
 namespace dsv4 {
 
@@ -64,6 +65,10 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
   // Sized for S·K rows: a hash table may route one token to the same expert twice.
   float* h1 = ws_.get(kH1, static_cast<size_t>(S * K * I));
   float* h3 = ws_.get(kH3, static_cast<size_t>(S * K * I));
+  if (S == 1 && gemv_available()) {
+    moe_decode(w, c, x, idx, wk, out);
+    return;
+  }
   if (w.shared) {
     linear(w.shared->w1, 0, I, x, D, S, h1, I);
     linear(w.shared->w3, 0, I, x, D, S, h3, I);
@@ -108,6 +113,33 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
       const float* yr = y + r * D;
       for (int64_t d = 0; d < D; ++d) o[d] += wt * yr[d];
     }
+  }
+}
+
+void CpuBackend::moe_decode(const MoeW& w, const ModelConfig& c, const float* x, const int32_t* idx, const float* wk, float* out) {
+  // One token: all up-projections (routed and shared) in one pass, then all down-projections.
+  const int64_t D = c.hidden_size, K = c.experts_per_token, I = c.moe_intermediate_size;
+  const float L = static_cast<float>(c.swiglu_limit);
+  const int64_t n = K + (w.shared ? 1 : 0);
+  float* h1 = ws_.get(kH1, static_cast<size_t>(n * I));
+  float* h3 = ws_.get(kH3, static_cast<size_t>(n * I));
+  float* y = ws_.get(kY, static_cast<size_t>(n * D));
+  LinearTask up[2 * 64], down[64];
+  const ExpertW* ex[64];
+  for (int64_t k = 0; k < K; ++k) ex[k] = &w.experts[static_cast<size_t>(idx[k])];
+  if (w.shared) ex[K] = &*w.shared;
+  for (int64_t k = 0; k < n; ++k) {
+    up[2 * k] = {&ex[k]->w1, 0, I, x, D, h1 + k * I, I};
+    up[2 * k + 1] = {&ex[k]->w3, 0, I, x, D, h3 + k * I, I};
+  }
+  linear_multi(up, static_cast<size_t>(2 * n), 1);
+  swiglu(h1, h3, n * I, L);
+  for (int64_t k = 0; k < n; ++k) down[k] = {&ex[k]->w2, 0, D, h1 + k * I, I, y + k * D, D};
+  linear_multi(down, static_cast<size_t>(n), 1);
+  for (int64_t d = 0; d < D; ++d) {
+    float acc = w.shared ? y[K * D + d] : 0.0f;
+    for (int64_t k = 0; k < K; ++k) acc += wk[k] * y[k * D + d];
+    out[d] = acc;
   }
 }
 
