@@ -101,3 +101,13 @@ execute_process(COMMAND ${CLI} generate -p x --think medium RESULT_VARIABLE rc E
 if(rc EQUAL 0 OR NOT err MATCHES "medium")
   message(FATAL_ERROR "bad --think not rejected: ${err}")
 endif()
+
+# bench: flag errors are clean
+execute_process(COMMAND ${CLI} bench --backend cuda RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "no CUDA backend")
+  message(FATAL_ERROR "bench --backend cuda not rejected: ${err}")
+endif()
+execute_process(COMMAND ${CLI} bench --preset tiny RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "unknown preset")
+  message(FATAL_ERROR "bad preset not rejected: ${err}")
+endif()
