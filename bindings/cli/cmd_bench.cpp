@@ -1,6 +1,7 @@
 // dsv4 bench: speed at real V4 dimensions on random in-memory weights, with the machine's
 // ceilings (memory bandwidth, matrix throughput) measured in the same run.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -178,6 +179,18 @@ int cmd_bench(int argc, char** argv) {
     if (!json_out) std::cerr << s << std::flush;
   };
 
+  {
+    // Refuse early, with a way out, rather than be killed by the OOM killer half-way.
+    const double D = static_cast<double>(cfg.hidden_size), I = static_cast<double>(cfg.moe_intermediate_size);
+    const double per_layer = static_cast<double>(cfg.n_routed_experts + 1) * 3 * I * D * (0.5 + 1.0 / 32) +
+                             static_cast<double>(cfg.q_lora_rank) * D * 2 + static_cast<double>(cfg.num_heads * cfg.head_dim) *
+                                                                           static_cast<double>(cfg.q_lora_rank + cfg.o_lora_rank) * 2;
+    const double need = per_layer * static_cast<double>(cfg.num_layers) + 4.0 * static_cast<double>(cfg.vocab_size) * D;
+    const double avail = static_cast<double>(sysconf(_SC_AVPHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+    if (need > 0.9 * avail)
+      throw InvalidArgument("the synthetic model needs about " + human_bytes(need) + " but only " + human_bytes(avail) +
+                       " of memory is free: use fewer --layers (each layer of this config is about " + human_bytes(per_layer) + ")");
+  }
   Ceilings ceil;
   if (!a.has("--skip-ceilings")) {
     log("measuring ceilings (memory bandwidth, matrix throughput)...\n");
@@ -326,7 +339,7 @@ int cmd_bench(int argc, char** argv) {
     std::printf(" L%lld(%s) %.2f", static_cast<long long>(l),
                 cfg.attn_kind[l] == AttnKind::Sliding ? "SWA" : cfg.attn_kind[l] == AttnKind::CSA ? "CSA" : "HCA", layer_ms[static_cast<size_t>(l)]);
   const auto& ex = out["extrapolated_flash_43_layers"];
-  std::printf("\n\nextrapolated to the full 43-layer V4-Flash at context %lld: %.1f ms/token (%.2f tok/s), %.2f GB of weights read per token\n",
+  std::printf("\n\nextrapolated to the full 43-layer schedule at context %lld: %.1f ms/token (%.2f tok/s), %.2f GB of weights read per token\n",
               static_cast<long long>(contexts.front()), ex["ms_per_token"].get<double>(), ex["tokens_per_s"].get<double>(),
               ex["weight_bytes_per_token"].get<double>() / 1e9);
   std::printf("peak RSS %.2f GiB\n", out["peak_rss_gib"].get<double>());

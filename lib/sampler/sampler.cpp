@@ -1,6 +1,7 @@
 // The sampler chain and its built-in stages.
 #include "dsv4/sampler.hpp"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -370,8 +371,11 @@ std::vector<std::string> Sampler::stage_names() const {
 int32_t Sampler::sample(std::span<const float> logits) {
   if (logits.empty()) throw InvalidArgument("Sampler::sample: empty logits");
   if (stages_.size() == 1 && dynamic_cast<const Greedy*>(stages_[0].get()) != nullptr) {
-    // A pure greedy chain needs no working set: one pass over the logits.
-    const int32_t tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    // A pure greedy chain needs no working set: a vectorised max, then its first position.
+    const float mx = Eigen::Map<const Eigen::ArrayXf>(logits.data(), static_cast<Eigen::Index>(logits.size())).maxCoeff();
+    int32_t tok = static_cast<int32_t>(std::find(logits.begin(), logits.end(), mx) - logits.begin());
+    if (static_cast<size_t>(tok) == logits.size())  // NaN somewhere: fall back to the ordered scan
+      tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     accept(tok);
     return tok;
   }
