@@ -93,6 +93,25 @@ class PyStage final : public dsv4::SamplerStage {
   py::function fn_;
 };
 
+using PyMessages = std::vector<std::map<std::string, std::string>>;
+
+std::vector<dsv4::ChatMessage> to_chat(const PyMessages& msgs) {
+  std::vector<dsv4::ChatMessage> v;
+  for (const auto& m : msgs) {
+    auto get = [&](const char* k) {
+      auto it = m.find(k);
+      return it == m.end() ? std::string() : it->second;
+    };
+    v.push_back({get("role"), get("content"), get("reasoning")});
+  }
+  return v;
+}
+
+std::vector<int32_t> encode_nogil(const dsv4::Tokenizer& t, const std::string& text, bool parse_special) {
+  py::gil_scoped_release nogil;
+  return t.encode(text, parse_special);
+}
+
 py::array_t<float> logits_array(std::span<const float> l, int64_t rows, int64_t vocab, bool copy, py::handle owner) {
   std::vector<py::ssize_t> shape = rows > 1 || rows == -1 ? std::vector<py::ssize_t>{static_cast<py::ssize_t>(l.size() / vocab), static_cast<py::ssize_t>(vocab)}
                                                           : std::vector<py::ssize_t>{static_cast<py::ssize_t>(vocab)};
@@ -210,22 +229,10 @@ starts an empty chain for add_* calls. Same seed, same tokens on every run and p
 
   py::class_<dsv4::Tokenizer>(m, "Tokenizer", "Byte-level BPE from a Hugging Face tokenizer.json (thread-safe, immutable).")
       .def(py::init([](const std::string& path) { return dsv4::Tokenizer::load(path); }), "path"_a)
-      .def("encode", [](const dsv4::Tokenizer& t, const std::string& text, bool parse_special) {
-             std::vector<int32_t> ids;
-             {
-               py::gil_scoped_release nogil;
-               ids = t.encode(text, parse_special);
-             }
-             return ids;
-           }, "text"_a, "parse_special"_a = true, "Token ids of text; special-token strings are recognised unless parse_special=False.")
+      .def("encode", [](const dsv4::Tokenizer& t, const std::string& text, bool parse_special) { return encode_nogil(t, text, parse_special); },
+           "text"_a, "parse_special"_a = true, "Token ids of text; special-token strings are recognised unless parse_special=False.")
       .def("encode", [](const dsv4::Tokenizer& t, const py::bytes& raw, bool parse_special) {
-             const std::string text = raw;  // raw bytes: validated as UTF-8 by the tokenizer
-             std::vector<int32_t> ids;
-             {
-               py::gil_scoped_release nogil;
-               ids = t.encode(text, parse_special);
-             }
-             return ids;
+             return encode_nogil(t, raw, parse_special);  // raw bytes: validated as UTF-8 by the tokenizer
            }, "text"_a, "parse_special"_a = true)
       .def("decode", [](const dsv4::Tokenizer& t, const std::vector<int32_t>& ids, const std::string& errors) {
              const std::string b = t.decode(ids);
@@ -243,23 +250,11 @@ starts an empty chain for add_* calls. Same seed, same tokens on every run and p
 
   py::class_<dsv4::ChatFormat>(m, "ChatFormat", "DeepSeek-V4 chat encoding; think in {'none', 'high', 'max'}.")
       .def(py::init<const dsv4::Tokenizer&>(), "tokenizer"_a, py::keep_alive<1, 2>())
-      .def("render", [](const dsv4::ChatFormat& f, const std::vector<std::map<std::string, std::string>>& msgs, const std::string& think,
-                        bool add_generation_prompt) {
-             std::vector<dsv4::ChatMessage> v;
-             for (const auto& m : msgs) {
-               auto get = [&](const char* k) { auto it = m.find(k); return it == m.end() ? std::string() : it->second; };
-               v.push_back({get("role"), get("content"), get("reasoning")});
-             }
-             return f.render(v, dsv4::parse_think_mode(think), add_generation_prompt);
+      .def("render", [](const dsv4::ChatFormat& f, const PyMessages& msgs, const std::string& think, bool gen) {
+             return f.render(to_chat(msgs), dsv4::parse_think_mode(think), gen);
            }, "messages"_a, "think"_a = "none", "add_generation_prompt"_a = true)
-      .def("encode", [](const dsv4::ChatFormat& f, const std::vector<std::map<std::string, std::string>>& msgs, const std::string& think,
-                        bool add_generation_prompt) {
-             std::vector<dsv4::ChatMessage> v;
-             for (const auto& m : msgs) {
-               auto get = [&](const char* k) { auto it = m.find(k); return it == m.end() ? std::string() : it->second; };
-               v.push_back({get("role"), get("content"), get("reasoning")});
-             }
-             return f.encode(v, dsv4::parse_think_mode(think), add_generation_prompt);
+      .def("encode", [](const dsv4::ChatFormat& f, const PyMessages& msgs, const std::string& think, bool gen) {
+             return f.encode(to_chat(msgs), dsv4::parse_think_mode(think), gen);
            }, "messages"_a, "think"_a = "none", "add_generation_prompt"_a = true)
       .def_property_readonly("eos_token_id", &dsv4::ChatFormat::eos)
       .def_property_readonly("end_think_token_id", &dsv4::ChatFormat::end_think);
