@@ -80,8 +80,13 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
     // Decode steps are memory-bound: stream each weight row once, decoded in registers.
     float* xp = ws_.get(kGemvX, static_cast<size_t>(S * C));
     gemv_prepare_x(w, x, ldx, S, xp);
-    const int64_t grain = std::max<int64_t>(16, (1 << 15) / std::max<int64_t>(1, C));  // >= ~32K weights per part
-    pool_.parallel_for(n, grain, [&](int, int64_t jb, int64_t je) { gemv_rows(w, r0, jb, je, x, ldx, S, y, ldy, xp); });
+    // Threads take whole 16-row blocks, so no two write the same 64-byte line of y.
+    constexpr int64_t kRows = 16;
+    const int64_t blocks = (n + kRows - 1) / kRows;
+    const int64_t grain = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, C * kRows));  // >= ~32K weights per part
+    pool_.parallel_for(blocks, grain, [&](int, int64_t bb, int64_t be) {
+      gemv_rows(w, r0, bb * kRows, std::min(n, be * kRows), x, ldx, S, y, ldy, xp);
+    });
     return;
   }
   const int64_t tiles = (n + kTileRows - 1) / kTileRows;
@@ -130,7 +135,11 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
     }
     start[t + 1] = start[t] + tasks[t].n;
   }
-  pool_.parallel_for(start[count], 64, [&](int, int64_t b, int64_t e) {
+  // Split in 16-row blocks of the concatenated rows (task sizes are multiples of 16 in V4, so
+  // threads do not share output lines).
+  const int64_t total = start[count], blocks = (total + 15) / 16;
+  pool_.parallel_for(blocks, 4, [&](int, int64_t bb, int64_t be_) {
+    const int64_t b = bb * 16, e = std::min(total, be_ * 16);
     size_t t = static_cast<size_t>(std::upper_bound(start, start + count + 1, b) - start) - 1;
     for (int64_t g = b; g < e; ++t) {
       const LinearTask& k = tasks[t];
