@@ -107,9 +107,10 @@ TEST_CASE("HCA compressor (plain / m=16)") {
 TEST_CASE("indexer: causal mask and exact top-k") {
   CpuBackend be(2);
   const int64_t nI = 4, ihd = 8, m = 4, topk = 3;
-  for (int64_t S : {1, 13, 137}) {
-    const int64_t p0 = S == 1 ? 40 : 0, T = p0 + S;
-    auto keys = random_floats(static_cast<size_t>((T / m + 1) * ihd), 1 + S);
+  // (S, p0): decode early and deep (the deep one takes the entries-across-threads path), prefill
+  for (auto [S, p0] : std::vector<std::pair<int64_t, int64_t>>{{1, 40}, {1, 3001}, {13, 0}, {137, 0}}) {
+    const int64_t T = p0 + S;
+    auto keys = random_floats(static_cast<size_t>((T / m + 1) * ihd), 1 + S + p0);
     auto q = random_floats(static_cast<size_t>(S * nI * ihd), 2 + S);
     auto wts = random_floats(static_cast<size_t>(S * nI), 3 + S);
     std::vector<int32_t> sel(static_cast<size_t>(S * topk), 77);

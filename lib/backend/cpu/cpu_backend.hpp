@@ -53,7 +53,8 @@ class CpuBackend final : public Backend {
 
  private:
   ThreadPool pool_;
-  Workspace ws_;  // op-internal scratch (mHC mix, MoE routing and expert buffers)
+  Workspace ws_;  // op-internal scratch (mHC mix, MoE routing and expert buffers, indexer scores)
+  static constexpr size_t kIndexScore = 200, kIndexOrder = 201;
 };
 
 // Decodes rows [r, r + count) of W into out[count, W.cols] as fp32 (the reference for every kernel).

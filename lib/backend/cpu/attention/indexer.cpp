@@ -8,38 +8,69 @@
 
 namespace dsv4 {
 
-void CpuBackend::indexer_select(const IndexerArgs& a) {
-  using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  const int64_t max_vis = (a.p0 + a.S) / a.ratio;
+namespace {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// score[w] for w in [w0, w1): Σ_h wts[h] · relu(q_h · K[w]) · scale, through one small GEMM.
+void score_block(const IndexerArgs& a, int64_t s, int64_t w0, int64_t w1, float* dots, float* score) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(a.ihd));
+  Eigen::Map<const RowMat> K(a.keys + w0 * a.ihd, w1 - w0, a.ihd);
+  Eigen::Map<const RowMat> Qs(a.q + s * a.nI * a.ihd, a.nI, a.ihd);
+  Eigen::Map<RowMat> Dm(dots, w1 - w0, a.nI);
+  Dm.noalias() = K * Qs.transpose();
+  const float* wt = a.wts + s * a.nI;
+  for (int64_t w = w0; w < w1; ++w) {
+    double acc = 0;
+    for (int64_t h = 0; h < a.nI; ++h) acc += static_cast<double>(wt[h]) * std::max(0.0f, dots[(w - w0) * a.nI + h]);
+    score[w] = static_cast<float>(acc) * scale;
+  }
+}
+
+// Highest score first; equal scores keep the lower entry index.
+void select_top(const IndexerArgs& a, int64_t vis, const float* score, int32_t* order, int32_t* sel) {
+  const int64_t k = std::min(a.topk, vis);
+  std::iota(order, order + vis, 0);
+  std::partial_sort(order, order + k, order + vis, [&](int32_t x, int32_t y) {
+    return score[x] > score[y] || (score[x] == score[y] && x < y);
+  });
+  std::copy(order, order + k, sel);
+}
+
+}  // namespace
+
+void CpuBackend::indexer_select(const IndexerArgs& a) {
+  const int64_t max_vis = (a.p0 + a.S) / a.ratio;
+  constexpr int64_t kBlock = 256;  // entries scored per GEMM
+  if (a.S < pool_.size() && max_vis >= 2 * kBlock) {
+    // Decode: one query, many entries: split the entries across threads instead.
+    for (int64_t s = 0; s < a.S; ++s) {
+      const int64_t vis = (a.p0 + s + 1) / a.ratio;
+      int32_t* sel = a.select + s * a.topk;
+      std::fill(sel, sel + a.topk, -1);
+      float* score = ws_.get(kIndexScore, static_cast<size_t>(max_vis));
+      pool_.parallel_for((vis + kBlock - 1) / kBlock, 1, [&](int tid, int64_t bb, int64_t be) {
+        float* dots = pool_.scratch(tid, static_cast<size_t>(kBlock * a.nI));
+        for (int64_t b = bb; b < be; ++b) score_block(a, s, b * kBlock, std::min(vis, (b + 1) * kBlock), dots, score);
+      });
+      int32_t* order = reinterpret_cast<int32_t*>(ws_.get(kIndexOrder, static_cast<size_t>(max_vis)));
+      select_top(a, vis, score, order, sel);
+    }
+    return;
+  }
   const size_t scratch = static_cast<size_t>(max_vis * a.nI + 2 * max_vis + 1);
   pool_.parallel_for(a.S, 1, [&](int tid, int64_t b, int64_t e) {
     float* buf = pool_.scratch(tid, scratch);
-    float* dots = buf;                        // [vis, nI]
-    float* score = buf + max_vis * a.nI;      // [vis]
+    float* dots = buf;                    // [vis, nI]
+    float* score = buf + max_vis * a.nI;  // [vis]
     int32_t* order = reinterpret_cast<int32_t*>(score + max_vis);
     for (int64_t s = b; s < e; ++s) {
-      const int64_t t = a.p0 + s, vis = (t + 1) / a.ratio;
+      const int64_t vis = (a.p0 + s + 1) / a.ratio;
       int32_t* sel = a.select + s * a.topk;
       std::fill(sel, sel + a.topk, -1);
       if (vis == 0) continue;
-      Eigen::Map<const RowMat> K(a.keys, vis, a.ihd);
-      Eigen::Map<const RowMat> Qs(a.q + s * a.nI * a.ihd, a.nI, a.ihd);
-      Eigen::Map<RowMat> Dm(dots, vis, a.nI);
-      Dm.noalias() = K * Qs.transpose();
-      const float* wt = a.wts + s * a.nI;
-      for (int64_t w = 0; w < vis; ++w) {
-        double acc = 0;
-        for (int64_t h = 0; h < a.nI; ++h) acc += static_cast<double>(wt[h]) * std::max(0.0f, dots[w * a.nI + h]);
-        score[w] = static_cast<float>(acc) * scale;
-      }
-      const int64_t k = std::min(a.topk, vis);
-      std::iota(order, order + vis, 0);
-      // Highest score first; equal scores keep the lower entry index.
-      std::partial_sort(order, order + k, order + vis, [&](int32_t x, int32_t y) {
-        return score[x] > score[y] || (score[x] == score[y] && x < y);
-      });
-      std::copy(order, order + k, sel);
+      score_block(a, s, 0, vis, dots, score);
+      select_top(a, vis, score, order, sel);
     }
   });
 }
