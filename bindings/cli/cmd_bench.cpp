@@ -240,7 +240,7 @@ int cmd_bench(int argc, char** argv) {
   out["decode"] = nlohmann::json::array();
   nlohmann::json decode_profile;
   std::vector<double> layer_ms(static_cast<size_t>(cfg.num_layers), 0.0);
-  double head_ms = 0, first_ms = 0;
+  double head_ms = 0;
   {
     SessionOptions so;
     so.threads = threads;
@@ -275,7 +275,6 @@ int cmd_bench(int argc, char** argv) {
                                {"bandwidth_ratio", ceil.copy_gbps > 0 ? gbps / ceil.copy_gbps : 0.0},
                                {"read_bandwidth_ratio", ceil.read_gbps > 0 ? gbps / ceil.read_gbps : 0.0}});
       if (ci == 0) {
-        first_ms = ms;
         for (const auto& [k, v] : s.profile()) decode_profile[k] = 1000 * v / static_cast<double>(steps);
         const auto lp = s.layer_profile();
         for (size_t l = 0; l < lp.size(); ++l) layer_ms[l] = 1000 * lp[l] / static_cast<double>(steps);
@@ -363,7 +362,6 @@ int cmd_bench(int argc, char** argv) {
               static_cast<long long>(contexts.front()), ex["ms_per_token"].get<double>(), ex["tokens_per_s"].get<double>(),
               ex["weight_bytes_per_token"].get<double>() / 1e9);
   std::printf("peak RSS %.2f GiB\n", out["peak_rss_gib"].get<double>());
-  (void)first_ms;
   return 0;
 }
 

@@ -185,7 +185,6 @@ bool gemv_available() { return true; }
 
 bool decode_rows_fast(const MatW& w, int64_t r, int64_t count, float* out) {
   const int64_t C = w.cols;
-  const __mmask16 all = 0xFFFF;
   for (int64_t k = 0; k < count; ++k) {
     const int64_t row_i = r + k;
     float* o = out + k * C;
@@ -232,7 +231,6 @@ bool decode_rows_fast(const MatW& w, int64_t r, int64_t count, float* out) {
       }
     }
   }
-  (void)all;
   return true;
 }
 
