@@ -200,20 +200,31 @@ dsv4_status dsv4_session_fork(const dsv4_session* s, dsv4_session** out) {
 int64_t dsv4_snapshot_position(const dsv4_snapshot* snap) { return snap ? snap->snap.position() : -1; }
 void dsv4_snapshot_free(dsv4_snapshot* snap) { delete snap; }
 
+}  // extern "C"
+
+namespace {
+// dsv4_sampler_params and dsv4::SamplerParams share field names: one list maps either way.
+template <class From, class To>
+void copy_sampler_fields(const From& a, To& b) {
+  b.seed = a.seed;
+  b.temperature = a.temperature;
+  b.top_k = a.top_k;
+  b.top_p = a.top_p;
+  b.min_p = a.min_p;
+  b.repetition_penalty = a.repetition_penalty;
+  b.presence_penalty = a.presence_penalty;
+  b.frequency_penalty = a.frequency_penalty;
+  b.penalty_window = a.penalty_window;
+}
+}  // namespace
+
+extern "C" {
+
 dsv4_sampler_params dsv4_sampler_default_params(void) {
   dsv4_sampler_params p;
   std::memset(&p, 0, sizeof p);
   p.struct_size = sizeof p;
-  const dsv4::SamplerParams d;
-  p.seed = d.seed;
-  p.temperature = d.temperature;
-  p.top_k = d.top_k;
-  p.top_p = d.top_p;
-  p.min_p = d.min_p;
-  p.repetition_penalty = d.repetition_penalty;
-  p.presence_penalty = d.presence_penalty;
-  p.frequency_penalty = d.frequency_penalty;
-  p.penalty_window = d.penalty_window;
+  copy_sampler_fields(dsv4::SamplerParams{}, p);
   return p;
 }
 
@@ -224,15 +235,7 @@ dsv4_status dsv4_sampler_create(const dsv4_sampler_params* params, dsv4_sampler*
   std::memcpy(&p, params, std::min(params->struct_size, sizeof p));
   return guard([&] {
     dsv4::SamplerParams sp;
-    sp.seed = p.seed;
-    sp.temperature = p.temperature;
-    sp.top_k = p.top_k;
-    sp.top_p = p.top_p;
-    sp.min_p = p.min_p;
-    sp.repetition_penalty = p.repetition_penalty;
-    sp.presence_penalty = p.presence_penalty;
-    sp.frequency_penalty = p.frequency_penalty;
-    sp.penalty_window = p.penalty_window;
+    copy_sampler_fields(p, sp);
     *out = new dsv4_sampler{dsv4::Sampler::from_params(sp)};
   });
 }
