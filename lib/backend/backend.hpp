@@ -52,6 +52,16 @@ struct IndexerArgs {
   int32_t* select = nullptr;    // [S, topk] out
 };
 
+// One product of a batch handed to Backend::linear_multi: y = x · W[r0 … r0+n)ᵀ.
+struct LinearTask {
+  const MatW* w;
+  int64_t r0, n;
+  const float* x;
+  int64_t ldx;
+  float* y;
+  int64_t ldy;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -63,6 +73,15 @@ class Backend {
   // y[s, j] = Σ_i x[s, i] · W[r0 + j, i] for s < S, j < n.
   virtual void linear(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y,
                       int64_t ldy) = 0;
+  // The same as calling linear() for each task in order (outputs must not overlap inputs); a
+  // backend may run them in one parallel pass, which is what decode wants for the small
+  // projections of one token.
+  virtual void linear_multi(const LinearTask* tasks, size_t count, int64_t S) {
+    for (size_t t = 0; t < count; ++t) {
+      const LinearTask& k = tasks[t];
+      linear(*k.w, k.r0, k.n, k.x, k.ldx, S, k.y, k.ldy);
+    }
+  }
   // X[s, j, :] = table[ids[s]] for each of nc streams.
   virtual void embed(const MatW& table, const int32_t* ids, int64_t S, int64_t nc, float* X) = 0;
   // In place over `rows` rows of n (stride ld); weight may be null (unweighted).

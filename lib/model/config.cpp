@@ -245,6 +245,7 @@ ModelConfig ModelConfig::parse(std::string_view text, const std::string& source)
     r.fail("key 'qk_rope_head_dim' = " + std::to_string(c.rope_dim) + " must be even and in (0, head_dim]");
   if (c.num_heads % c.o_groups != 0)
     r.fail("key 'o_groups' = " + std::to_string(c.o_groups) + " must divide num_attention_heads = " + std::to_string(c.num_heads));
+  if (c.o_groups > 64) r.fail("key 'o_groups' = " + std::to_string(c.o_groups) + " > 64 is not supported");
   if (c.experts_per_token > c.n_routed_experts)
     r.fail("key 'num_experts_per_tok' exceeds n_routed_experts");
   if (c.experts_per_token > 63) r.fail("key 'num_experts_per_tok' > 63 is not supported");

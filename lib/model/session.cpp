@@ -114,15 +114,41 @@ struct Session::Impl {
     const bool compressed = c.attn_kind[l] != AttnKind::Sliding;
     const RopeTable tab = compressed ? RopeTable{buf(kCosComp, 0), buf(kSinComp, 0)} : RopeTable{buf(kCosMain, 0), buf(kSinMain, 0)};
 
+    // Every projection of xin (queries, window kv, compressor and indexer inputs) in one pass, then
+    // both projections of the normalised query latent in another (attn.proj in the profile).
     float* qa = buf(kQa, S * Q);
-    be->linear(a.wq_a, 0, Q, xin, D, S, qa, Q);
+    float* kv = buf(kKv, S * hd);
+    const CompressorW* cw = a.compressor ? &*a.compressor : nullptr;
+    const IndexerW* ix = a.indexer ? &*a.indexer : nullptr;
+    const int64_t cwidth = cw ? (cw->overlap ? 2 : 1) * cw->width : 0;
+    const int64_t nI = c.index_n_heads, ihd = c.index_head_dim, iwidth = 2 * ihd;
+    float* ckv = cw ? buf(kCkv, S * cwidth) : nullptr;
+    float* cg = cw ? buf(kCg, S * cwidth) : nullptr;
+    float* iq = ix ? buf(kIq, S * nI * ihd) : nullptr;
+    float* iw = ix ? buf(kIw, S * nI) : nullptr;
+    float* ikv = ix ? buf(kIkv, S * iwidth) : nullptr;
+    float* ig = ix ? buf(kIg, S * iwidth) : nullptr;
+    LinearTask in[7];
+    size_t nin = 0;
+    in[nin++] = {&a.wq_a, 0, Q, xin, D, qa, Q};
+    in[nin++] = {&a.wkv, 0, hd, xin, D, kv, hd};
+    if (cw) {
+      in[nin++] = {&cw->wkv, 0, cwidth, xin, D, ckv, cwidth};
+      in[nin++] = {&cw->wgate, 0, cwidth, xin, D, cg, cwidth};
+    }
+    if (ix) {
+      in[nin++] = {&ix->weights_proj, 0, nI, xin, D, iw, nI};
+      in[nin++] = {&ix->compressor.wkv, 0, iwidth, xin, D, ikv, iwidth};
+      in[nin++] = {&ix->compressor.wgate, 0, iwidth, xin, D, ig, iwidth};
+    }
+    be->linear_multi(in, nin, S);
     be->rms_norm(qa, S, Q, Q, a.q_norm.data(), eps);
     float* q = buf(kQ, S * H * hd);
-    be->linear(a.wq_b, 0, H * hd, qa, Q, S, q, H * hd);
+    LinearTask qb[2] = {{&a.wq_b, 0, H * hd, qa, Q, q, H * hd}, {}};
+    if (ix) qb[1] = {&ix->wq_b, 0, nI * ihd, qa, Q, iq, nI * ihd};
+    be->linear_multi(qb, ix ? 2 : 1, S);
     be->rms_norm(q, S * H, hd, hd, nullptr, eps);
     be->rope(q, S, H * hd, H, hd, hd - rd, rd, tab, false);
-    float* kv = buf(kKv, S * hd);
-    be->linear(a.wkv, 0, hd, xin, D, S, kv, hd);
     be->rms_norm(kv, S, hd, hd, a.kv_norm.data(), eps);
     be->rope(kv, S, hd, 1, hd, hd - rd, rd, tab, false);
     tick(pAttnProj);
@@ -137,35 +163,19 @@ struct Session::Impl {
     args.kv = kv;
     args.ring = ls.ring.data();
     args.sink = a.sink.data();
-    if (a.compressor) {
-      const CompressorW& cw = *a.compressor;
-      const int64_t width = (cw.overlap ? 2 : 1) * cw.width;
-      float* ckv = buf(kCkv, S * width);
-      float* cg = buf(kCg, S * width);
-      be->linear(cw.wkv, 0, width, xin, D, S, ckv, width);
-      be->linear(cw.wgate, 0, width, xin, D, S, cg, width);
-      be->compress(cw, ls.comp.st, ckv, cg, S, p0, m.freq_compress.data(), rd, eps);
+    if (cw) {
+      be->compress(*cw, ls.comp.st, ckv, cg, S, p0, m.freq_compress.data(), rd, eps);
       args.entries = ls.comp.st.entries;
-      args.ratio = cw.ratio;
+      args.ratio = cw->ratio;
       tick(pCompressor);
     }
-    if (a.indexer) {
-      const IndexerW& ix = *a.indexer;
-      const int64_t nI = c.index_n_heads, ihd = c.index_head_dim, width = 2 * ihd;
-      float* iq = buf(kIq, S * nI * ihd);
-      be->linear(ix.wq_b, 0, nI * ihd, qa, Q, S, iq, nI * ihd);
+    if (ix) {
       be->rope(iq, S, nI * ihd, nI, ihd, ihd - rd, rd, tab, false);
-      float* iw = buf(kIw, S * nI);
-      be->linear(ix.weights_proj, 0, nI, xin, D, S, iw, nI);
       const float ws_scale = 1.0f / std::sqrt(static_cast<float>(nI));
       for (int64_t i = 0; i < S * nI; ++i) iw[i] *= ws_scale;
-      float* ikv = buf(kIkv, S * width);
-      float* ig = buf(kIg, S * width);
-      be->linear(ix.compressor.wkv, 0, width, xin, D, S, ikv, width);
-      be->linear(ix.compressor.wgate, 0, width, xin, D, S, ig, width);
-      be->compress(ix.compressor, ls.index.st, ikv, ig, S, p0, m.freq_compress.data(), rd, eps);
+      be->compress(ix->compressor, ls.index.st, ikv, ig, S, p0, m.freq_compress.data(), rd, eps);
       int32_t* sel = ws.get_i32(0, static_cast<size_t>(S * c.index_topk));
-      IndexerArgs ia{S, p0, ix.compressor.ratio, nI, ihd, c.index_topk, iq, iw, ls.index.st.entries, sel};
+      IndexerArgs ia{S, p0, ix->compressor.ratio, nI, ihd, c.index_topk, iq, iw, ls.index.st.entries, sel};
       be->indexer_select(ia);
       args.select = sel;
       args.topk = c.index_topk;
@@ -183,7 +193,9 @@ struct Session::Impl {
     // Grouped output projection: group g's heads (columns g·H·hd/G …) through block g of wo_a.
     const int64_t gin = H * hd / G;
     float* yg = buf(kYg, S * G * R);
-    for (int64_t g = 0; g < G; ++g) be->linear(a.wo_a, g * R, R, o + g * gin, H * hd, S, yg + g * R, G * R);
+    LinearTask groups[64];
+    for (int64_t g = 0; g < G; ++g) groups[g] = {&a.wo_a, g * R, R, o + g * gin, H * hd, yg + g * R, G * R};
+    be->linear_multi(groups, static_cast<size_t>(G), S);
     be->linear(a.wo_b, 0, D, yg, G * R, S, out, D);
     tick(pAttnOut);
   }

@@ -55,7 +55,7 @@ TEST_CASE("linear matches the naive product on awkward shapes in every format") 
   for (WFormat fmt : {WFormat::F32, WFormat::BF16, WFormat::F16, WFormat::FP8, WFormat::FP4})
     for (int64_t rows : {1, 13, 137})
       for (int64_t S : {1, 13, 137})
-        for (int64_t cols : {32, 160}) {
+        for (int64_t cols : {32, 160, 192, 384}) {  // 192: FP8 fast path only; 384: FP8 and FP4 fast paths
           const int64_t r0 = rows == 13 ? 5 : 0;
           const double err = check_one(be, fmt, rows, cols, S, r0, seed++);
           INFO(wformat_name(fmt) << " rows " << rows << " cols " << cols << " S " << S << " err " << err);
@@ -69,4 +69,7 @@ TEST_CASE("linear at real V4-Flash shapes (FP8 wq_a / FP4 expert w1)") {
   CHECK(check_one(be, WFormat::FP8, 1024, 4096, 4, 0, 98) < 2e-6);
   CHECK(check_one(be, WFormat::FP4, 2048, 4096, 1, 0, 97) < 2e-6);
   CHECK(check_one(be, WFormat::BF16, 256, 4096, 3, 0, 96) < 2e-6);
+  CHECK(check_one(be, WFormat::FP8, 300, 8192, 1, 77, 95) < 2e-6);   // wo_b width, rows crossing scale tiles
+  CHECK(check_one(be, WFormat::FP4, 4096, 2048, 2, 0, 94) < 2e-6);   // expert w2
+  CHECK(check_one(be, WFormat::FP4, 48, 4096, 9, 0, 93) < 2e-6);     // more activation rows than one group
 }

@@ -33,18 +33,10 @@ class CpuBackend final : public Backend {
 
   ThreadPool& pool() { return pool_; }
 
-  // Several small products in one parallel pass (decode-size batches, S <= kGemvMaxBatch, and
-  // gemv_available()): the routed experts' matrices of a token are streamed together, so each
-  // thread keeps long runs of rows instead of a synchronisation per small matrix.
-  struct LinearTask {
-    const MatW* w;
-    int64_t r0, n;
-    const float* x;
-    int64_t ldx;
-    float* y;
-    int64_t ldy;
-  };
-  void linear_multi(const LinearTask* tasks, size_t count, int64_t S);
+  // Decode-size batches (S <= kGemvMaxBatch with the fused kernels) run all tasks in one
+  // parallel pass, so each thread keeps long runs of rows instead of a synchronisation per small
+  // matrix; larger batches call linear() per task.
+  void linear_multi(const LinearTask* tasks, size_t count, int64_t S) override;
 
  private:
   void moe_decode(const MoeW& w, const ModelConfig& c, const float* x, const int32_t* idx, const float* wk, float* out);

@@ -13,12 +13,15 @@ constexpr int64_t kGemvMaxBatch = 32;  // below this many activation rows the fu
 
 bool gemv_available();
 // y[s*ldy + j] = Σ_i x[s*ldx + i] · W[r0 + j, i] for j in [jb, je), s < S <= kGemvMaxBatch.
-// `xp` is scratch of at least S·cols floats (a permuted copy of x for FP4 weights).
+// `xp` is what gemv_prepare_x made of x (shared by all threads, read-only); `scratch` is the
+// calling thread's own buffer of at least gemv_scratch_floats(w, S) floats.
 void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y,
-               int64_t ldy, const float* xp);
+               int64_t ldy, const float* xp, float* scratch);
+inline size_t gemv_scratch_floats(const MatW& w, int64_t S) { return w.fmt == WFormat::FP8 ? static_cast<size_t>(S * w.cols) : 1; }
 // SIMD version of decode_rows (same results); false when this build has no fast path.
 bool decode_rows_fast(const MatW& w, int64_t r, int64_t count, float* out);
-// Fills xp from x as gemv_rows expects for W's format (only FP4 needs a permuted copy).
+// Fills xp (S·cols floats) from x as gemv_rows expects for W's format: a permuted copy for FP8
+// and FP4 (layouts in gemv_avx512.cpp), nothing for the plain formats.
 void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float* xp);
 
 }  // namespace dsv4

@@ -84,8 +84,9 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
     constexpr int64_t kRows = 16;
     const int64_t blocks = (n + kRows - 1) / kRows;
     const int64_t grain = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, C * kRows));  // >= ~32K weights per part
-    pool_.parallel_for(blocks, grain, [&](int, int64_t bb, int64_t be) {
-      gemv_rows(w, r0, bb * kRows, std::min(n, be * kRows), x, ldx, S, y, ldy, xp);
+    pool_.parallel_for(blocks, grain, [&](int tid, int64_t bb, int64_t be) {
+      float* scratch = pool_.scratch(tid, gemv_scratch_floats(w, S));
+      gemv_rows(w, r0, bb * kRows, std::min(n, be * kRows), x, ldx, S, y, ldy, xp, scratch);
     });
     return;
   }
@@ -119,9 +120,18 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
 }
 
 void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) {
+  if (S > kGemvMaxBatch || !gemv_available()) {
+    Backend::linear_multi(tasks, count, S);
+    return;
+  }
   // Permuted activations per task (only FP4 uses them) and the running row offsets.
   size_t xp_total = 0;
-  for (size_t t = 0; t < count; ++t) xp_total += tasks[t].w->fmt == WFormat::FP4 ? static_cast<size_t>(S * tasks[t].w->cols) : 0;
+  size_t scratch_floats = 1;
+  for (size_t t = 0; t < count; ++t) {
+    const WFormat f = tasks[t].w->fmt;
+    xp_total += f == WFormat::FP4 || f == WFormat::FP8 ? static_cast<size_t>(S * tasks[t].w->cols) : 0;
+    scratch_floats = std::max(scratch_floats, gemv_scratch_floats(*tasks[t].w, S));
+  }
   float* xp = ws_.get(kGemvX + 1, std::max<size_t>(xp_total, 1));
   int64_t* start = reinterpret_cast<int64_t*>(ws_.get(kGemvX + 2, 2 * (count + 1)));
   const float** xps = reinterpret_cast<const float**>(ws_.get(kGemvX + 3, 2 * (count + 1)));
@@ -129,7 +139,7 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
   start[0] = 0;
   for (size_t t = 0; t < count; ++t) {
     xps[t] = xp + off;
-    if (tasks[t].w->fmt == WFormat::FP4) {
+    if (tasks[t].w->fmt == WFormat::FP4 || tasks[t].w->fmt == WFormat::FP8) {
       gemv_prepare_x(*tasks[t].w, tasks[t].x, tasks[t].ldx, S, xp + off);
       off += static_cast<size_t>(S * tasks[t].w->cols);
     }
@@ -138,13 +148,14 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
   // Split in 16-row blocks of the concatenated rows (task sizes are multiples of 16 in V4, so
   // threads do not share output lines).
   const int64_t total = start[count], blocks = (total + 15) / 16;
-  pool_.parallel_for(blocks, 4, [&](int, int64_t bb, int64_t be_) {
+  pool_.parallel_for(blocks, 4, [&](int tid, int64_t bb, int64_t be_) {
+    float* scratch = pool_.scratch(tid, scratch_floats);
     const int64_t b = bb * 16, e = std::min(total, be_ * 16);
     size_t t = static_cast<size_t>(std::upper_bound(start, start + count + 1, b) - start) - 1;
     for (int64_t g = b; g < e; ++t) {
       const LinearTask& k = tasks[t];
       const int64_t jb = g - start[t], je = std::min(e, start[t + 1]) - start[t];
-      gemv_rows(*k.w, k.r0, jb, je, k.x, k.ldx, S, k.y, k.ldy, xps[t]);
+      gemv_rows(*k.w, k.r0, jb, je, k.x, k.ldx, S, k.y, k.ldy, xps[t], scratch);
       g = start[t] + je;
     }
   });
