@@ -73,3 +73,39 @@ TEST_CASE("linear at real V4-Flash shapes (FP8 wq_a / FP4 expert w1)") {
   CHECK(check_one(be, WFormat::FP4, 4096, 2048, 2, 0, 94) < 2e-6);   // expert w2
   CHECK(check_one(be, WFormat::FP4, 48, 4096, 9, 0, 93) < 2e-6);     // more activation rows than one group
 }
+
+TEST_CASE("linear_multi equals one linear call per task: mixed formats and odd sizes on a shared input") {
+  CpuBackend be(2);
+  const int64_t cols = 384;
+  struct Case {
+    WFormat fmt;
+    int64_t rows, r0, n;
+  };
+  const Case cases[] = {{WFormat::FP8, 300, 37, 137}, {WFormat::FP4, 64, 0, 64},  {WFormat::BF16, 13, 0, 13},
+                        {WFormat::FP4, 200, 5, 1},    {WFormat::FP8, 256, 128, 128}, {WFormat::F32, 40, 3, 17}};
+  for (int64_t S : {1, 3, 40}) {  // 40 > kGemvMaxBatch: the per-task fallback
+    std::vector<OwnedMat> mats;
+    for (size_t i = 0; i < std::size(cases); ++i) mats.push_back(make_mat(cases[i].fmt, cases[i].rows, cols, 500 + i));
+    const int64_t ldx = cols + 1;
+    auto x = random_floats(static_cast<size_t>(S * ldx), 7);
+    std::vector<std::vector<float>> y_multi, y_one;
+    std::vector<LinearTask> tasks;
+    for (size_t i = 0; i < std::size(cases); ++i) {
+      y_multi.emplace_back(static_cast<size_t>(S * cases[i].n), -1.0f);
+      y_one.emplace_back(static_cast<size_t>(S * cases[i].n), -2.0f);
+    }
+    for (size_t i = 0; i < std::size(cases); ++i)
+      tasks.push_back({&mats[i].w, cases[i].r0, cases[i].n, x.data(), ldx, y_multi[i].data(), cases[i].n});
+    be.linear_multi(tasks.data(), tasks.size(), S);
+    for (size_t i = 0; i < std::size(cases); ++i) {
+      be.linear(mats[i].w, cases[i].r0, cases[i].n, x.data(), ldx, S, y_one[i].data(), cases[i].n);
+      double num = 0, den = 0;
+      for (size_t k = 0; k < y_one[i].size(); ++k) {
+        num += (y_multi[i][k] - y_one[i][k]) * (y_multi[i][k] - y_one[i][k]);
+        den += y_one[i][k] * y_one[i][k];
+      }
+      INFO("task " << i << " S " << S);
+      CHECK(std::sqrt(num / den) < 1e-6);
+    }
+  }
+}
