@@ -29,7 +29,7 @@ std::shared_ptr<const Model> Model::from_impl(std::unique_ptr<Impl> impl) {
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 
-std::shared_ptr<const Model> make_model(ModelConfig cfg, TensorStore store, std::vector<std::unique_ptr<uint8_t[]>> owned) {
+std::shared_ptr<const Model> make_model(ModelConfig cfg, TensorStore store, std::unique_ptr<Arena> owned) {
   ModelWeights w = bind_weights(cfg, store);
   auto impl = std::unique_ptr<Model::Impl>(new Model::Impl{std::move(cfg), std::move(store), std::move(w), {}, {}, std::move(owned)});
   impl->freq_main = rope_frequencies(impl->cfg.rope_main, impl->cfg.rope_dim);

@@ -1,7 +1,5 @@
 #include "model/synthetic.hpp"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -104,12 +102,7 @@ class Builder {
     int64_t n = 1;
     for (auto d : shape) n *= d;
     const size_t bytes = static_cast<size_t>(n) * dtype_size(dt);
-    owned.push_back(std::unique_ptr<uint8_t[]>(new uint8_t[std::max<size_t>(bytes, 1)]));
-    uint8_t* p = owned.back().get();
-    if (bytes >= (2u << 20)) {  // fewer page faults and TLB misses for the big matrices
-      const auto a = reinterpret_cast<uintptr_t>(p), b = (a + (2u << 20) - 1) & ~uintptr_t((2u << 20) - 1);
-      if (b < a + bytes) ::madvise(reinterpret_cast<void*>(b), (a + bytes - b) & ~uintptr_t((2u << 20) - 1), MADV_HUGEPAGE);
-    }
+    uint8_t* p = owned->alloc(bytes);  // huge-page backed, see util/arena.hpp
     total += bytes;
     jobs.push_back({p, bytes, kind, scale_code, seed_ + jobs.size() * 7919});
     store.add_memory(name, dt, std::move(shape), p);
@@ -150,7 +143,7 @@ class Builder {
   const ModelConfig& cfg;
   uint64_t seed_;
   TensorStore store;
-  std::vector<std::unique_ptr<uint8_t[]>> owned;
+  std::unique_ptr<Arena> owned = std::make_unique<Arena>();
   std::vector<Job> jobs;
   uint64_t total = 0;
 };
