@@ -34,6 +34,13 @@ inline __m512 bf16x16(const uint8_t* p, __mmask16 m) {
 
 inline __m512 f16x16(const uint8_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
 
+// The rows a thread reads are one contiguous stream: asking for the line 4 KiB ahead keeps more
+// misses in flight than the hardware prefetcher does on its own for the decode-heavy FP8 / FP4
+// kernels (measured: out_proj FP8 ~15% faster in `dsv4 bench`; 0.5-8 KiB tried). The BF16 head
+// streams fast without it (it measured slower with it). A prefetch past the end is harmless.
+constexpr int64_t kPrefetchBytes = 4096;
+inline void prefetch_ahead(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T0); }
+
 // Four independent accumulators per activation row keep the FMA latency chain off the
 // critical path, so the loop runs at load / memory speed rather than one FMA per 4 cycles.
 template <WFormat F>
@@ -218,6 +225,7 @@ void rows_fp8_fast(const MatW& w, int64_t r0, int64_t jb, int64_t je, const floa
     for (int s = 0; s < S; ++s)
       for (int u = 0; u < U; ++u) acc[s][u] = _mm512_setzero_ps();
     for (int64_t g = 0; g < C; g += 64) {
+      prefetch_ahead(row + g);
       __m512 f[4];
       e4m3x64(row + g, f[0], f[1], f[2], f[3]);
       for (int s = 0; s < S; ++s)
@@ -259,6 +267,7 @@ void rows_fp4_fast(const MatW& w, int64_t r0, int64_t jb, int64_t je, const floa
       const __m512 s16 = e8m0x16(sc + b0, nb - b0);
       const int64_t ge = std::min<int64_t>(nb, b0 + 16);
       for (int64_t b = b0; b < ge; b += 4) {
+        prefetch_ahead(row + 16 * b);
         const __m512i d = load_once(row + 16 * b);
         const __m512 sv = _mm512_permutexvar_ps(_mm512_add_epi32(q, _mm512_set1_epi32(static_cast<int>(b - b0))), s16);
         __m512 f[8];
