@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "backend/cpu/cpu_backend.hpp"
 #include "ops/encode.hpp"
@@ -108,4 +109,33 @@ TEST_CASE("linear_multi equals one linear call per task: mixed formats and odd s
       CHECK(std::sqrt(num / den) < 1e-6);
     }
   }
+}
+
+TEST_CASE("FP4 decode kernel keeps fp32 accuracy for activations of any scale") {
+  // The fused FP4 kernel puts x into block fixed point: blocks of very different magnitude, an
+  // all-zero block and tiny values must still match the double reference.
+  CpuBackend be(2);
+  const int64_t rows = 37, cols = 512;
+  OwnedMat m = make_mat(WFormat::FP4, rows, cols, 31);
+  auto x = random_floats(static_cast<size_t>(cols), 32);
+  const int exps[16] = {-60, 0, 40, -126, 3, 0, -20, 90, 0, 1, -1, 7, 0, 0, -100, 20};
+  for (int64_t i = 0; i < cols; ++i) x[static_cast<size_t>(i)] = std::ldexp(x[static_cast<size_t>(i)], exps[i / 32]);
+  for (int64_t i = 96; i < 128; ++i) x[static_cast<size_t>(i)] = 0.0f;
+  std::vector<float> y(static_cast<size_t>(rows));
+  be.linear(m.w, 0, rows, x.data(), cols, 1, y.data(), rows);
+  const auto ref = naive(m.w, 0, rows, x, cols, 1);
+  for (int64_t j = 0; j < rows; ++j) {
+    // per-block terms differ by up to 2^216, so compare with the largest block's magnitude
+    CHECK(std::fabs(y[static_cast<size_t>(j)] - ref[static_cast<size_t>(j)]) <= 2e-6 * std::ldexp(1.0, 90 + 6));
+    CHECK(std::fabs(y[static_cast<size_t>(j)] - ref[static_cast<size_t>(j)]) <= 1e-5 * std::fabs(ref[static_cast<size_t>(j)]) + 1e20);
+  }
+  // Only tiny values: the result must not flush to zero.
+  for (int64_t i = 0; i < cols; ++i) x[static_cast<size_t>(i)] = std::ldexp(static_cast<float>(i % 7) - 3.0f, -120);
+  be.linear(m.w, 0, rows, x.data(), cols, 1, y.data(), rows);
+  const auto tiny = naive(m.w, 0, rows, x, cols, 1);
+  for (int64_t j = 0; j < rows; ++j) CHECK(std::fabs(y[static_cast<size_t>(j)] - tiny[static_cast<size_t>(j)]) <= 1e-5 * std::fabs(tiny[static_cast<size_t>(j)]) + 1e-42);
+  // NaN in x propagates.
+  x[5] = std::numeric_limits<float>::quiet_NaN();
+  be.linear(m.w, 0, rows, x.data(), cols, 1, y.data(), rows);
+  CHECK(std::isnan(y[0]));
 }

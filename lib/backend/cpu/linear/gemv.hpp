@@ -20,8 +20,10 @@ void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x
 inline size_t gemv_scratch_floats(const MatW& w, int64_t S) { return w.fmt == WFormat::FP8 ? static_cast<size_t>(S * w.cols) : 1; }
 // SIMD version of decode_rows (same results); false when this build has no fast path.
 bool decode_rows_fast(const MatW& w, int64_t r, int64_t count, float* out);
-// Fills xp (S·cols floats) from x as gemv_rows expects for W's format: a permuted copy for FP8
-// and FP4 (layouts in gemv_avx512.cpp), nothing for the plain formats.
+// Fills xp (S·cols floats) from x as gemv_rows expects for W's format: a permuted copy for FP8,
+// block fixed point for FP4 (layouts in gemv_avx512.cpp), nothing for the plain formats.
 void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float* xp);
+// Whether gemv_prepare_x makes the same copy of one x for both matrices (same format and width).
+inline bool gemv_same_prepared_x(const MatW& a, const MatW& b) { return a.fmt == b.fmt && a.cols == b.cols; }
 
 }  // namespace dsv4

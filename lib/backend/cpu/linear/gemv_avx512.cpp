@@ -1,5 +1,7 @@
 // AVX-512 fused decode + dot kernels (see gemv.hpp).
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "backend/cpu/linear/gemv.hpp"
 #include "quant/formats.hpp"
@@ -239,10 +241,22 @@ void rows_fp8_fast(const MatW& w, int64_t r0, int64_t jb, int64_t je, const floa
   }
 }
 
-// FP4: the 64 bytes of a 128-column group are read as 16 dwords; nibble k of dword i is element
-// 8i + k, so x is permuted to xp[g + 16k + i] = x[g + 8i + k] and nibble k is looked up (vpermps
-// reads only the low 4 bits of the index) after one shift. Lanes 4b..4b+3 belong to block b of
-// the group, so one scale vector per group applies the four block scales.
+// FP4 (cols % 128 == 0), integer dot products. Each 128-column group is 64 bytes; byte p holds
+// elements 2p (low nibble) and 2p+1 (high nibble). One vpshufb per 64 nibbles maps a code to
+// 2·value + 12 in 0..24 (2·e2m1 is an integer in -12..12), and vpdpbusd multiplies those bytes by
+// signed bytes of x, four per 32-bit lane: lane i covers elements 8i..8i+7, all in block i/4.
+//
+// x is turned into block fixed point once per call (gemv_prepare_x): per 32-column block b,
+// X = round(x · 2^(22-e_b)) with 2^e_b > max|x| (|X| <= 2^22), split into three signed byte limbs
+// X = q2·2^16 + q1·2^8 + q0. The rounding error is at most 2^-23 of the block's largest |x|,
+// below the float kernel's own accumulation error. The +12 offset is removed with a per-lane
+// correction -12·ΣX that seeds the limb-0 accumulator; the 32-bit sums cannot overflow
+// (|Σ| < 8·24·2^22·(1 + 2^-8 + 2^-16)). Per row s of x the prepared buffer holds, per group:
+// 3 limbs × (64 low-nibble bytes, 64 high-nibble bytes), then 16 int32 corrections, then 16
+// floats of x scale (lane i: 2^(e_b-23) of block i/4): 512 bytes, exactly the 128 floats of x.
+constexpr int64_t kFp4GroupBytes = 512;
+
+// The scales of 16 consecutive FP4 blocks as floats (n < 16: the first n).
 inline __m512 e8m0x16(const uint8_t* p, int64_t n) {
   const __m512i e = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1), p));
   __m512i f = _mm512_slli_epi32(e, 23);
@@ -254,13 +268,21 @@ inline __m512 e8m0x16(const uint8_t* p, int64_t n) {
 template <int S>
 void rows_fp4_fast(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xp, float* y, int64_t ldy) {
   const int64_t C = w.cols, nb = C / 32;
-  const __m512 lut = _mm512_loadu_ps(quant::kE2M1.data());
-  const __m512i q = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  alignas(64) static constexpr uint8_t kCodes[64] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,  // per 128-bit lane
+                                                     12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
+                                                     12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
+                                                     12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
+  const __m512i tbl = _mm512_load_si512(kCodes);
+  const __m512i m4 = _mm512_set1_epi8(15);
+  const __m512i q[4] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                        _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+                        _mm512_setr_epi32(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
+                        _mm512_setr_epi32(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15)};
+  const uint8_t* xb = reinterpret_cast<const uint8_t*>(xp);
   for (int64_t j = jb; j < je; ++j) {
     const int64_t r = r0 + j;
     const uint8_t* row = w.data + r * (C / 2);
     const uint8_t* sc = w.scale + r * w.scale_cols;
-    // One accumulator per activation row is enough: its chain is one FMA per 128 columns.
     __m512 acc[S];
     for (int s = 0; s < S; ++s) acc[s] = _mm512_setzero_ps();
     for (int64_t b0 = 0; b0 < nb; b0 += 16) {
@@ -269,23 +291,75 @@ void rows_fp4_fast(const MatW& w, int64_t r0, int64_t jb, int64_t je, const floa
       for (int64_t b = b0; b < ge; b += 4) {
         prefetch_ahead(row + 16 * b);
         const __m512i d = load_once(row + 16 * b);
-        const __m512 sv = _mm512_permutexvar_ps(_mm512_add_epi32(q, _mm512_set1_epi32(static_cast<int>(b - b0))), s16);
-        __m512 f[8];
-        f[0] = _mm512_permutexvar_ps(d, lut);
-        for (int k = 1; k < 8; ++k) f[k] = _mm512_permutexvar_ps(_mm512_srli_epi32(d, 4 * k), lut);
+        const __m512i wl = _mm512_shuffle_epi8(tbl, _mm512_and_si512(d, m4));
+        const __m512i wh = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(d, 4), m4));
+        const __m512 sw = _mm512_permutexvar_ps(q[(b - b0) / 4], s16);
+        const int64_t g = b / 4;
         for (int s = 0; s < S; ++s) {
-          const float* xs = xp + s * C + 32 * b;
-          __m512 c0 = _mm512_mul_ps(f[0], _mm512_loadu_ps(xs));
-          __m512 c1 = _mm512_mul_ps(f[1], _mm512_loadu_ps(xs + 16));
-          for (int k = 2; k < 8; k += 2) {
-            c0 = _mm512_fmadd_ps(f[k], _mm512_loadu_ps(xs + 16 * k), c0);
-            c1 = _mm512_fmadd_ps(f[k + 1], _mm512_loadu_ps(xs + 16 * k + 16), c1);
-          }
-          acc[s] = _mm512_fmadd_ps(_mm512_add_ps(c0, c1), sv, acc[s]);
+          const uint8_t* xg = xb + (s * (C / 128) + g) * kFp4GroupBytes;
+          __m512i a0 = _mm512_dpbusd_epi32(_mm512_loadu_si512(xg + 384), wl, _mm512_loadu_si512(xg));
+          __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wl, _mm512_loadu_si512(xg + 128));
+          __m512i a2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wl, _mm512_loadu_si512(xg + 256));
+          a0 = _mm512_dpbusd_epi32(a0, wh, _mm512_loadu_si512(xg + 64));
+          a1 = _mm512_dpbusd_epi32(a1, wh, _mm512_loadu_si512(xg + 192));
+          a2 = _mm512_dpbusd_epi32(a2, wh, _mm512_loadu_si512(xg + 320));
+          const __m512i t = _mm512_add_epi32(_mm512_slli_epi32(_mm512_add_epi32(_mm512_slli_epi32(a2, 8), a1), 8), a0);
+          const __m512 sv = _mm512_mul_ps(sw, _mm512_loadu_ps(reinterpret_cast<const float*>(xg + 448)));
+          acc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), sv, acc[s]);
         }
       }
     }
     for (int s = 0; s < S; ++s) y[s * ldy + j] = _mm512_reduce_add_ps(acc[s]);
+  }
+}
+
+// 2^k as a float for k in [-126, 127].
+inline float pow2f(int k) {
+  const uint32_t bits = static_cast<uint32_t>(k + 127) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Block fixed point for rows_fp4_fast (layout above). A block holding inf or NaN gets a NaN scale
+// (its products become NaN, as in the float kernels).
+void fp4_quantize_x(const float* x, int64_t C, uint8_t* out) {
+  for (int64_t g = 0; g < C; g += 128) {
+    uint8_t* o = out + (g / 128) * kFp4GroupBytes;
+    int8_t* limb = reinterpret_cast<int8_t*>(o);
+    int32_t corr[16] = {};
+    float xs[16];
+    for (int64_t blk = 0; blk < 4; ++blk) {
+      const float* xb = x + g + 32 * blk;
+      const __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+      const float m = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+      const bool finite = _mm512_cmp_ps_mask(v0, v0, _CMP_UNORD_Q) == 0 && _mm512_cmp_ps_mask(v1, v1, _CMP_UNORD_Q) == 0 &&
+                          std::isfinite(m);
+      int e = 0;
+      if (m > 0 && finite) std::frexp(m, &e);  // m < 2^e, e in [-148, 128]
+      // X = round(x · 2^(22-e)) in two exact steps (each factor is a normal float).
+      const int k = 22 - e, k1 = k / 2;
+      const __m512 f1 = _mm512_set1_ps(pow2f(k1)), f2 = _mm512_set1_ps(pow2f(k - k1));
+      alignas(64) int32_t X[32] = {};
+      if (finite) {
+        _mm512_store_si512(X, _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(v0, f1), f2)));
+        _mm512_store_si512(X + 16, _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(v1, f1), f2)));
+      }
+      const int ke = e - 23, ke1 = ke / 2;  // x scale 2^(e-23): the 1/2 undoes the doubled weights
+      const float scale = finite ? pow2f(ke1) * pow2f(ke - ke1) : std::numeric_limits<float>::quiet_NaN();
+      for (int l = 0; l < 4; ++l) xs[4 * blk + l] = scale;
+      for (int i = 0; i < 32; ++i) {
+        const int64_t el = 32 * blk + i, p = el / 2, half = el % 2;  // byte p of the group, low/high nibble
+        const int32_t q0 = ((X[i] + 128) & 255) - 128, X1 = (X[i] - q0) >> 8;
+        const int32_t q1 = ((X1 + 128) & 255) - 128, q2 = (X1 - q1) >> 8;
+        limb[0 * 128 + half * 64 + p] = static_cast<int8_t>(q0);
+        limb[1 * 128 + half * 64 + p] = static_cast<int8_t>(q1);
+        limb[2 * 128 + half * 64 + p] = static_cast<int8_t>(q2);
+        corr[p / 4] -= 12 * X[i];
+      }
+    }
+    std::memcpy(o + 384, corr, sizeof(corr));
+    std::memcpy(o + 448, xs, sizeof(xs));
   }
 }
 
@@ -375,10 +449,7 @@ void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float
     return;
   }
   if (w.fmt == WFormat::FP4 && fp4_fast(w)) {
-    for (int64_t s = 0; s < S; ++s)
-      for (int64_t g = 0; g < C; g += 128)
-        for (int64_t k = 0; k < 8; ++k)
-          for (int64_t i = 0; i < 16; ++i) xp[s * C + g + 16 * k + i] = x[s * ldx + g + 8 * i + k];
+    for (int64_t s = 0; s < S; ++s) fp4_quantize_x(x + s * ldx, C, reinterpret_cast<uint8_t*>(xp + s * C));
     return;
   }
   if (w.fmt != WFormat::FP4) return;

@@ -141,9 +141,18 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
   start[0] = 0;
   for (size_t t = 0; t < count; ++t) {
     xps[t] = xp + off;
-    if (tasks[t].w->fmt == WFormat::FP4 || tasks[t].w->fmt == WFormat::FP8) {
-      gemv_prepare_x(*tasks[t].w, tasks[t].x, tasks[t].ldx, S, xp + off);
-      off += static_cast<size_t>(S * tasks[t].w->cols);
+    const MatW& w = *tasks[t].w;
+    if (w.fmt == WFormat::FP4 || w.fmt == WFormat::FP8) {
+      // Tasks that read the same x through the same kind of matrix share one prepared copy.
+      size_t same = t;
+      for (size_t u = 0; u < t && same == t; ++u)
+        if (tasks[u].x == tasks[t].x && tasks[u].ldx == tasks[t].ldx && gemv_same_prepared_x(*tasks[u].w, w)) same = u;
+      if (same != t) {
+        xps[t] = xps[same];
+      } else {
+        gemv_prepare_x(w, tasks[t].x, tasks[t].ldx, S, xp + off);
+        off += static_cast<size_t>(S * w.cols);
+      }
     }
     start[t + 1] = start[t] + tasks[t].n;
   }
