@@ -1,7 +1,8 @@
 cmake_minimum_required(VERSION 3.25)
 # Speed regression guard: a small `dsv4 bench` run whose decode bandwidth ratio and prefill
-# matmul ratio (each against ceilings measured in the same run) must stay above floors set at
-# roughly half of what this CPU backend reaches, so a change that makes either 2x slower fails.
+# matmul ratio (each against ceilings measured in the same run) must stay above floors set at about
+# 40% of what this CPU backend reaches on a 2-core VM (decode 0.47-0.56, prefill 0.36-0.48 over
+# three runs), so a change that makes either 2.5x slower fails.
 # Invoked with -DCLI=... -DCONFIG=... -DDECODE_FLOOR=... -DPREFILL_FLOOR=...
 # Shared machines are noisy: a second run is allowed; a real 2x regression fails both.
 foreach(attempt 1 2)
