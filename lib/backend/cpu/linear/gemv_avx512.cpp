@@ -184,7 +184,11 @@ void rows_fp4(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xp
 // block scale is shared by a 128-row tile, so each thread multiplies it (and the 2^8 of the fp16
 // placement, see e4m3x16) into its own copy of x once per tile: no per-block scaling in the loop.
 inline bool fp8_fast(const MatW& w) { return w.cols % 64 == 0; }
+#ifdef __AVX512VNNI__
 inline bool fp4_fast(const MatW& w) { return w.cols % 128 == 0; }
+#else
+inline bool fp4_fast(const MatW&) { return false; }  // the integer FP4 kernel needs AVX512-VNNI
+#endif
 
 // Load into a register once: folded into each of the three shifts as a memory operand (what the
 // compiler does otherwise) the loop runs at less than half the speed on Zen 5.
@@ -241,6 +245,7 @@ void rows_fp8_fast(const MatW& w, int64_t r0, int64_t jb, int64_t je, const floa
   }
 }
 
+#ifdef __AVX512VNNI__
 // FP4 (cols % 128 == 0), integer dot products. Each 128-column group is 64 bytes; byte p holds
 // elements 2p (low nibble) and 2p+1 (high nibble). One vpshufb per 64 nibbles maps a code to
 // 2·value + 12 in 0..24 (2·e2m1 is an integer in -12..12), and vpdpbusd multiplies those bytes by
@@ -363,6 +368,8 @@ void fp4_quantize_x(const float* x, int64_t C, uint8_t* out) {
   }
 }
 
+#endif  // __AVX512VNNI__
+
 template <int S>
 void dispatch(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, float* y, int64_t ldy, const float* xp) {
   switch (w.fmt) {
@@ -374,8 +381,13 @@ void dispatch(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x,
       else rows_fp8<S>(w, r0, jb, je, x, ldx, y, ldy);
       return;
     case WFormat::FP4:
-      if (fp4_fast(w)) rows_fp4_fast<S>(w, r0, jb, je, xp, y, ldy);
-      else rows_fp4<S>(w, r0, jb, je, xp, y, ldy);
+#ifdef __AVX512VNNI__
+      if (fp4_fast(w)) {
+        rows_fp4_fast<S>(w, r0, jb, je, xp, y, ldy);
+        return;
+      }
+#endif
+      rows_fp4<S>(w, r0, jb, je, xp, y, ldy);
       return;
   }
 }
@@ -448,10 +460,12 @@ void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float
         }
     return;
   }
+#ifdef __AVX512VNNI__
   if (w.fmt == WFormat::FP4 && fp4_fast(w)) {
     for (int64_t s = 0; s < S; ++s) fp4_quantize_x(x + s * ldx, C, reinterpret_cast<uint8_t*>(xp + s * C));
     return;
   }
+#endif
   if (w.fmt != WFormat::FP4) return;
   for (int64_t s = 0; s < S; ++s)
     for (int64_t b = 0; b < C; b += 32)
