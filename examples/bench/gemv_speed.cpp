@@ -1,0 +1,124 @@
+// Decode-kernel speed: y = x·Wᵀ for one activation row through the CPU backend's linear(), per
+// stored format at V4 shapes, with W hot (one matrix again and again) and cold (a random matrix
+// from a pool far larger than the caches, as routed experts are read). Prints GB/s of weights
+// and the ratio to the read bandwidth measured in the same run.
+//
+//   bench_gemv [pool GiB = 2] [threads = all]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "backend/cpu/cpu_backend.hpp"
+#include "util/arena.hpp"
+
+using namespace dsv4;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double secs(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
+
+struct Shape {
+  const char* name;
+  WFormat fmt;
+  int64_t rows, cols;
+};
+
+size_t weight_bytes(const Shape& s) {
+  switch (s.fmt) {
+    case WFormat::FP4: return static_cast<size_t>(s.rows * s.cols / 2);
+    case WFormat::FP8: return static_cast<size_t>(s.rows * s.cols);
+    default: return static_cast<size_t>(s.rows * s.cols * 2);
+  }
+}
+size_t scale_bytes(const Shape& s) {
+  if (s.fmt == WFormat::FP4) return static_cast<size_t>(s.rows * s.cols / 32);
+  if (s.fmt == WFormat::FP8) return static_cast<size_t>((s.rows + 127) / 128 * ((s.cols + 127) / 128));
+  return 0;
+}
+
+// Best-of-3 read bandwidth over `bytes` with `threads` threads.
+double read_gbps(const uint8_t* p, size_t bytes, int threads) {
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<std::thread> th;
+    std::vector<uint64_t> sink(static_cast<size_t>(threads));
+    const auto t0 = Clock::now();
+    for (int t = 0; t < threads; ++t)
+      th.emplace_back([&, t] {
+        // The same vectorised float sum as `dsv4 bench`'s read ceiling.
+        const size_t n = bytes / 4, b = n * static_cast<size_t>(t) / static_cast<size_t>(threads),
+                     e = n * static_cast<size_t>(t + 1) / static_cast<size_t>(threads);
+        const float* q = reinterpret_cast<const float*>(p);
+        sink[static_cast<size_t>(t)] = static_cast<uint64_t>(
+            Eigen::Map<const Eigen::VectorXf>(q + b, static_cast<Eigen::Index>(e - b)).cwiseAbs().minCoeff());
+      });
+    for (auto& x : th) x.join();
+    best = std::max(best, static_cast<double>(bytes) / secs(t0) / 1e9);
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const double pool_gib = argc > 1 ? std::atof(argv[1]) : 2.0;
+  const int threads = argc > 2 ? std::atoi(argv[2]) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const Shape shapes[] = {{"bf16 head slice 4096x4096", WFormat::BF16, 4096, 4096},
+                          {"fp8 wq_a 1024x4096", WFormat::FP8, 1024, 4096},
+                          {"fp8 wo_b 4096x8192", WFormat::FP8, 4096, 8192},
+                          {"fp4 expert w1 2048x4096", WFormat::FP4, 2048, 4096},
+                          {"fp4 expert w2 4096x2048", WFormat::FP4, 4096, 2048}};
+  CpuBackend be(threads);
+  std::mt19937_64 rng(1);
+  Arena arena;
+  const size_t pool = static_cast<size_t>(pool_gib * (1u << 30));
+  uint8_t* mem = arena.alloc(pool);
+  for (size_t i = 0; i < pool; i += 8) {
+    const uint64_t v = rng() & 0x3737373737373737ull;  // e4m3 exponents well inside the range, finite as floats too
+    std::copy_n(reinterpret_cast<const uint8_t*>(&v), 8, mem + i);
+  }
+  const double bw = read_gbps(mem, pool, threads);
+  std::printf("threads %d, pool %.1f GiB, read bandwidth %.1f GB/s (same run)\n\n", threads, pool_gib, bw);
+  std::printf("%-28s %12s %10s %12s %10s\n", "shape", "hot GB/s", "vs read", "cold GB/s", "vs read");
+  std::vector<float> x(8192), y(8192);
+  for (auto& v : x) v = static_cast<float>(rng() % 2001) / 1000.0f - 1.0f;
+  for (const Shape& s : shapes) {
+    const size_t wb = weight_bytes(s), sb = scale_bytes(s), stride = (wb + sb + 4095) / 4096 * 4096;
+    const size_t count = std::max<size_t>(1, pool / stride);
+    auto mat = [&](size_t k) {
+      MatW w;
+      w.fmt = s.fmt;
+      w.rows = s.rows;
+      w.cols = s.cols;
+      w.data = mem + k * stride;
+      w.scale = sb ? w.data + wb : nullptr;
+      w.scale_cols = s.fmt == WFormat::FP4 ? s.cols / 32 : (s.cols + 127) / 128;
+      if (sb) std::fill(const_cast<uint8_t*>(w.scale), const_cast<uint8_t*>(w.scale) + sb, uint8_t{120});
+      return w;
+    };
+    std::vector<MatW> ws;
+    for (size_t k = 0; k < count; ++k) ws.push_back(mat(k));
+    const int hot_n = std::max(20, static_cast<int>(4e9 / static_cast<double>(wb + sb)));
+    double hot = 0, cold = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+      auto t0 = Clock::now();
+      for (int i = 0; i < hot_n; ++i) be.linear(ws[0], 0, s.rows, x.data(), s.cols, 1, y.data(), s.rows);
+      hot = std::max(hot, static_cast<double>(wb + sb) * hot_n / secs(t0) / 1e9);
+      std::uniform_int_distribution<size_t> pick(0, count - 1);
+      const int cold_n = static_cast<int>(std::min<size_t>(count * 2, 600));
+      t0 = Clock::now();
+      for (int i = 0; i < cold_n; ++i) be.linear(ws[pick(rng)], 0, s.rows, x.data(), s.cols, 1, y.data(), s.rows);
+      cold = std::max(cold, static_cast<double>(wb + sb) * cold_n / secs(t0) / 1e9);
+    }
+    std::printf("%-28s %12.1f %9.0f%% %12.1f %9.0f%%\n", s.name, hot, 100 * hot / bw, cold, 100 * cold / bw);
+  }
+  return 0;
+}
