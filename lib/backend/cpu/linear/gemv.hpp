@@ -23,6 +23,8 @@ bool decode_rows_fast(const MatW& w, int64_t r, int64_t count, float* out);
 // Fills xp (S·cols floats) from x as gemv_rows expects for W's format: a permuted copy for FP8,
 // block fixed point for FP4 (layouts in gemv_avx512.cpp), nothing for the plain formats.
 void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float* xp);
+// Whether gemv_prepare_x writes anything for W (else gemv_rows reads x directly).
+inline bool gemv_needs_prepared_x(const MatW& w) { return w.fmt == WFormat::FP4 || w.fmt == WFormat::FP8; }
 // Whether gemv_prepare_x makes the same copy of one x for both matrices (same format and width).
 inline bool gemv_same_prepared_x(const MatW& a, const MatW& b) { return a.fmt == b.fmt && a.cols == b.cols; }
 

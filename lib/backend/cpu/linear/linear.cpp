@@ -126,12 +126,11 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
     Backend::linear_multi(tasks, count, S);
     return;
   }
-  // Permuted activations per task (only FP4 uses them) and the running row offsets.
+  // Prepared activations per task (gemv_prepare_x) and the running row offsets.
   size_t xp_total = 0;
   size_t scratch_floats = 1;
   for (size_t t = 0; t < count; ++t) {
-    const WFormat f = tasks[t].w->fmt;
-    xp_total += f == WFormat::FP4 || f == WFormat::FP8 ? static_cast<size_t>(S * tasks[t].w->cols) : 0;
+    xp_total += gemv_needs_prepared_x(*tasks[t].w) ? static_cast<size_t>(S * tasks[t].w->cols) : 0;
     scratch_floats = std::max(scratch_floats, gemv_scratch_floats(*tasks[t].w, S));
   }
   float* xp = ws_.get(kGemvX + 1, std::max<size_t>(xp_total, 1));
@@ -142,7 +141,7 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
   for (size_t t = 0; t < count; ++t) {
     xps[t] = xp + off;
     const MatW& w = *tasks[t].w;
-    if (w.fmt == WFormat::FP4 || w.fmt == WFormat::FP8) {
+    if (gemv_needs_prepared_x(w)) {
       // Tasks that read the same x through the same kind of matrix share one prepared copy.
       size_t same = t;
       for (size_t u = 0; u < t && same == t; ++u)
