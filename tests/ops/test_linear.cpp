@@ -14,16 +14,24 @@ using namespace dsv4::test;
 
 namespace {
 
-// y_ref[s, j] = Σ_i x[s, i] · W[r0 + j, i] in double, W decoded row by row.
-std::vector<double> naive(const MatW& w, int64_t r0, int64_t n, const std::vector<float>& x, int64_t ldx, int64_t S) {
+// y_ref[s, j] = Σ_i x[s, i] · W[r0 + j, i] in double, W decoded row by row; with `mag`, also
+// Σ_i |x[s, i] · W[r0 + j, i]|, the scale that float rounding errors of the sum are relative to.
+std::vector<double> naive(const MatW& w, int64_t r0, int64_t n, const std::vector<float>& x, int64_t ldx, int64_t S,
+                          std::vector<double>* mag = nullptr) {
   std::vector<float> row(static_cast<size_t>(w.cols));
   std::vector<double> y(static_cast<size_t>(S * n));
+  if (mag) mag->assign(static_cast<size_t>(S * n), 0.0);
   for (int64_t j = 0; j < n; ++j) {
     decode_rows(w, r0 + j, 1, row.data());
     for (int64_t s = 0; s < S; ++s) {
-      double acc = 0;
-      for (int64_t i = 0; i < w.cols; ++i) acc += static_cast<double>(x[static_cast<size_t>(s * ldx + i)]) * row[static_cast<size_t>(i)];
+      double acc = 0, abs_acc = 0;
+      for (int64_t i = 0; i < w.cols; ++i) {
+        const double t = static_cast<double>(x[static_cast<size_t>(s * ldx + i)]) * row[static_cast<size_t>(i)];
+        acc += t;
+        abs_acc += std::fabs(t);
+      }
       y[static_cast<size_t>(s * n + j)] = acc;
+      if (mag) (*mag)[static_cast<size_t>(s * n + j)] = abs_acc;
     }
   }
   return y;
@@ -35,18 +43,23 @@ double check_one(CpuBackend& be, WFormat fmt, int64_t rows, int64_t cols, int64_
   auto x = random_floats(static_cast<size_t>(S * ldx), seed + 1);
   std::vector<float> y(static_cast<size_t>(S * ldy), 7.0f);
   be.linear(m.w, r0, rows, x.data(), ldx, S, y.data(), ldy);
-  const auto ref = naive(m.w, r0, rows, x, ldx, S);
+  std::vector<double> mag;
+  const auto ref = naive(m.w, r0, rows, x, ldx, S, &mag);
   double num = 0, den = 0;
   for (int64_t s = 0; s < S; ++s) {
     for (int64_t j = 0; j < rows; ++j) {
       const double d = y[static_cast<size_t>(s * ldy + j)] - ref[static_cast<size_t>(s * rows + j)];
       num += d * d;
-      den += ref[static_cast<size_t>(s * rows + j)] * ref[static_cast<size_t>(s * rows + j)];
+      den += mag[static_cast<size_t>(s * rows + j)] * mag[static_cast<size_t>(s * rows + j)];
     }
     for (int64_t j = rows; j < ldy; ++j) CHECK(y[static_cast<size_t>(s * ldy + j)] == 7.0f);  // padding untouched
   }
-  return std::sqrt(num / den);
+  return std::sqrt(num / den);  // RMS error relative to the RMS size of the terms summed
 }
+
+// RMS error relative to the RMS size of the summed terms. Float32 accumulation gives 1e-8..1e-7
+// here (the worst case seen is 6e-8); a kernel keeping under ~21 bits of x or w fails.
+constexpr double kTol = 5e-7;
 
 }  // namespace
 
@@ -56,23 +69,23 @@ TEST_CASE("linear matches the naive product on awkward shapes in every format") 
   for (WFormat fmt : {WFormat::F32, WFormat::BF16, WFormat::F16, WFormat::FP8, WFormat::FP4})
     for (int64_t rows : {1, 13, 137})
       for (int64_t S : {1, 13, 137})
-        for (int64_t cols : {32, 160, 192, 384}) {  // 192: FP8 fast path only; 384: FP8 and FP4 fast paths
+        for (int64_t cols : {32, 160, 192, 384, 640}) {  // 192: FP8 fast path only; 384, 640: FP8 and FP4 fast paths (640: a second, partial span of 16 FP4 blocks)
           const int64_t r0 = rows == 13 ? 5 : 0;
           const double err = check_one(be, fmt, rows, cols, S, r0, seed++);
-          INFO(wformat_name(fmt) << " rows " << rows << " cols " << cols << " S " << S << " err " << err);
-          CHECK(err < 2e-6);
+          INFO(std::string(wformat_name(fmt)) << " rows " << rows << " cols " << cols << " S " << S << " err " << err);
+          CHECK(err < kTol);
         }
 }
 
 TEST_CASE("linear at real V4-Flash shapes (FP8 wq_a / FP4 expert w1)") {
   CpuBackend be(2);
-  CHECK(check_one(be, WFormat::FP8, 1024, 4096, 1, 0, 99) < 2e-6);
-  CHECK(check_one(be, WFormat::FP8, 1024, 4096, 4, 0, 98) < 2e-6);
-  CHECK(check_one(be, WFormat::FP4, 2048, 4096, 1, 0, 97) < 2e-6);
-  CHECK(check_one(be, WFormat::BF16, 256, 4096, 3, 0, 96) < 2e-6);
-  CHECK(check_one(be, WFormat::FP8, 300, 8192, 1, 77, 95) < 2e-6);   // wo_b width, rows crossing scale tiles
-  CHECK(check_one(be, WFormat::FP4, 4096, 2048, 2, 0, 94) < 2e-6);   // expert w2
-  CHECK(check_one(be, WFormat::FP4, 48, 4096, 9, 0, 93) < 2e-6);     // more activation rows than one group
+  CHECK(check_one(be, WFormat::FP8, 1024, 4096, 1, 0, 99) < kTol);
+  CHECK(check_one(be, WFormat::FP8, 1024, 4096, 4, 0, 98) < kTol);
+  CHECK(check_one(be, WFormat::FP4, 2048, 4096, 1, 0, 97) < kTol);
+  CHECK(check_one(be, WFormat::BF16, 256, 4096, 3, 0, 96) < kTol);
+  CHECK(check_one(be, WFormat::FP8, 300, 8192, 1, 77, 95) < kTol);   // wo_b width, rows crossing scale tiles
+  CHECK(check_one(be, WFormat::FP4, 4096, 2048, 2, 0, 94) < kTol);   // expert w2
+  CHECK(check_one(be, WFormat::FP4, 48, 4096, 9, 0, 93) < kTol);     // more activation rows than one group
 }
 
 TEST_CASE("linear_multi equals one linear call per task: mixed formats and odd sizes on a shared input") {
