@@ -33,14 +33,25 @@ struct Ceilings {
   double copy_gbps = 0, read_gbps = 0, matmul_gflops = 0;
 };
 
-// Memory bandwidth over two buffers of `n` floats (far beyond any cache, in huge pages like the
-// synthetic weights); matrix throughput of the backend's best kernel when `matmul` is set. Each
-// figure is the best of three runs.
-Ceilings measure_ceilings(int threads, size_t n, bool matmul) {
+// Memory bandwidth over two buffers of `n` floats at `a` and `b` (far beyond any cache, in huge
+// pages like the synthetic weights); matrix throughput of the backend's best kernel when `matmul`
+// is set. Each figure is the best of three runs.
+// One timed copy of `n` floats from a to b (counted read + write), split over `threads` threads.
+double copy_gbps_once(int threads, const float* a, float* b, size_t n) {
+  const int T = std::max(threads, 1);
+  std::vector<std::thread> th;
+  const auto t0 = Clock::now();
+  for (int t = 0; t < T; ++t)
+    th.emplace_back([&, t] {
+      const size_t s = n * t / T, e = n * (t + 1) / T;
+      std::memcpy(b + s, a + s, (e - s) * sizeof(float));
+    });
+  for (auto& x : th) x.join();
+  return 2.0 * static_cast<double>(n * sizeof(float)) / secs(t0, Clock::now()) / 1e9;
+}
+
+Ceilings measure_ceilings(int threads, float* a, float* b, size_t n, bool matmul) {
   Ceilings c;
-  Arena arena(2 * n * sizeof(float));
-  float* a = reinterpret_cast<float*>(arena.alloc(n * sizeof(float)));
-  float* b = reinterpret_cast<float*>(arena.alloc(n * sizeof(float)));
   const int T = std::max(threads, 1);
   auto par = [&](auto&& f) {
     std::vector<std::thread> th;
@@ -193,17 +204,27 @@ int cmd_bench(int argc, char** argv) {
     const double per_layer = static_cast<double>(cfg.n_routed_experts + 1) * 3 * I * D * (0.5 + 1.0 / 32) +
                              static_cast<double>(cfg.q_lora_rank) * D * 2 + static_cast<double>(cfg.num_heads * cfg.head_dim) *
                                                                            static_cast<double>(cfg.q_lora_rank + cfg.o_lora_rank) * 2;
-    const double need = per_layer * static_cast<double>(cfg.num_layers) + 4.0 * static_cast<double>(cfg.vocab_size) * D;
+    const double need = per_layer * static_cast<double>(cfg.num_layers) + 4.0 * static_cast<double>(cfg.vocab_size) * D +
+                        static_cast<double>(size_t{1} << 29);  // + the bandwidth probe buffers
     const double avail = static_cast<double>(sysconf(_SC_AVPHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
     if (need > 0.9 * avail)
       throw InvalidArgument("the synthetic model needs about " + human_bytes(need) + " but only " + human_bytes(avail) +
                        " of memory is free: use fewer --layers (each layer of this config is about " + human_bytes(per_layer) + ")");
   }
   Ceilings ceil;
-  if (!a.has("--skip-ceilings")) {
+  const bool skip_ceilings = a.has("--skip-ceilings");
+  if (!skip_ceilings) {
     log("measuring ceilings (memory bandwidth, matrix throughput)...\n");
-    ceil = measure_ceilings(threads, size_t{1} << 28, true);  // 2 x 1 GiB
+    Arena big;
+    const size_t n = size_t{1} << 28;  // 2 x 1 GiB
+    ceil = measure_ceilings(threads, reinterpret_cast<float*>(big.alloc(4 * n)), reinterpret_cast<float*>(big.alloc(4 * n)), n, true);
   }
+  // Buffers for measuring the bandwidth again during the run, mapped before the weights: mapping
+  // huge pages later, next to 15 GB of weights, can start memory compaction that competes with decode.
+  Arena probe;
+  const size_t probe_n = size_t{1} << 26;  // 2 x 256 MiB
+  float* probe_a = skip_ceilings ? nullptr : reinterpret_cast<float*>(probe.alloc(4 * probe_n));
+  float* probe_b = skip_ceilings ? nullptr : reinterpret_cast<float*>(probe.alloc(4 * probe_n));
   log("building " + std::to_string(cfg.num_layers) + "-layer synthetic model (" + source + ")...\n");
   uint64_t weight_bytes = 0;
   const auto t_build = Clock::now();
@@ -235,9 +256,9 @@ int cmd_bench(int argc, char** argv) {
   // run and use the highest figure, so that ratios are never flattered by a slow measurement.
   std::vector<double> copy_samples{ceil.copy_gbps};
   auto remeasure = [&] {
-    if (a.has("--skip-ceilings")) return;
+    if (skip_ceilings) return;
     log("measuring memory bandwidth again...\n");
-    const Ceilings again = measure_ceilings(threads, size_t{1} << 26, false);  // 2 x 256 MiB
+    const Ceilings again = measure_ceilings(threads, probe_a, probe_b, probe_n, false);
     copy_samples.push_back(again.copy_gbps);
     ceil.copy_gbps = std::max(ceil.copy_gbps, again.copy_gbps);
     ceil.read_gbps = std::max(ceil.read_gbps, again.read_gbps);
@@ -275,14 +296,18 @@ int cmd_bench(int argc, char** argv) {
       s.forward({ids.data(), 1});  // warm-up: first touch of buffers
       s.clear_profile();
       // The median step: this machine's neighbours make single steps noisy.
-      std::vector<double> step_ms;
+      // Each step is paired with a copy-bandwidth probe taken just before it, so that the ratio
+      // compares the step with the machine's bandwidth at that moment.
+      std::vector<double> step_ms, probe_gbps;
       for (int64_t i = 1; i <= steps; ++i) {
+        if (!skip_ceilings) probe_gbps.push_back(copy_gbps_once(threads, probe_a, probe_b, probe_n));
         const auto t0 = Clock::now();
         s.forward({ids.data() + i, 1});
         step_ms.push_back(1000 * secs(t0, Clock::now()));
       }
-      std::sort(step_ms.begin(), step_ms.end());
-      const double ms = step_ms[step_ms.size() / 2];
+      std::vector<double> sorted = step_ms;
+      std::sort(sorted.begin(), sorted.end());
+      const double ms = sorted[sorted.size() / 2];
       double bytes = embed_row_bytes + head.bytes, flops = head.flops, cache = 0;
       for (int64_t l = 0; l < cfg.num_layers; ++l) {
         bytes += lcost[static_cast<size_t>(l)].bytes;
@@ -290,8 +315,15 @@ int cmd_bench(int argc, char** argv) {
         attention_cost(cfg, l, C + 1 + steps / 2, flops, cache);
       }
       const double gbps = (bytes + cache) / (ms / 1000) / 1e9;
+      std::vector<double> paired;  // per step: achieved GB/s over the probe just before it
+      for (size_t k = 0; k < probe_gbps.size(); ++k) paired.push_back((bytes + cache) / (step_ms[k] / 1000) / 1e9 / probe_gbps[k]);
+      std::sort(paired.begin(), paired.end());
+      std::sort(probe_gbps.begin(), probe_gbps.end());
+      for (double g : probe_gbps) ceil.copy_gbps = std::max(ceil.copy_gbps, g);
       out["decode"].push_back({{"context", C}, {"ms_per_token", ms}, {"bytes_per_token", bytes + cache}, {"weight_bytes_per_token", bytes},
-                               {"cache_bytes_per_token", cache}, {"gbps", gbps}});
+                               {"cache_bytes_per_token", cache}, {"gbps", gbps},
+                               {"bandwidth_ratio", paired.empty() ? 0.0 : paired[paired.size() / 2]},
+                               {"paired_copy_gbps_median", probe_gbps.empty() ? 0.0 : probe_gbps[probe_gbps.size() / 2]}});
       remeasure();
       if (ci == 0) {
         for (const auto& [k, v] : s.profile()) decode_profile[k] = 1000 * v / static_cast<double>(steps);
@@ -310,7 +342,7 @@ int cmd_bench(int argc, char** argv) {
                      {"matmul_gflops", ceil.matmul_gflops}};
   for (auto& d : out["decode"]) {
     const double gbps = d["gbps"].get<double>();
-    d["bandwidth_ratio"] = ceil.copy_gbps > 0 ? gbps / ceil.copy_gbps : 0.0;
+    d["best_bandwidth_ratio"] = ceil.copy_gbps > 0 ? gbps / ceil.copy_gbps : 0.0;
     d["read_bandwidth_ratio"] = ceil.read_gbps > 0 ? gbps / ceil.read_gbps : 0.0;
   }
 
@@ -369,14 +401,18 @@ int cmd_bench(int argc, char** argv) {
   }
   std::printf("\ndsv4 bench: %s, %lld layers, %d threads, %.2f GiB of weights (built in %.1f s)\n", source.c_str(),
               static_cast<long long>(cfg.num_layers), threads, static_cast<double>(weight_bytes) / (1u << 30), build_s);
-  std::printf("ceilings: copy bandwidth %.1f GB/s (read+write; best of", ceil.copy_gbps);
+  std::printf("ceilings: copy bandwidth %.1f GB/s (read+write; best in the run; full measurements", ceil.copy_gbps);
   for (double v : copy_samples) std::printf(" %.1f", v);
   std::printf("), read bandwidth %.1f GB/s, matmul %.1f GFLOP/s\n\n", ceil.read_gbps, ceil.matmul_gflops);
-  std::printf("%-10s %12s %14s %10s %12s %12s\n", "decode", "ms/token", "MB read/token", "GB/s", "vs copy bw", "vs read bw");
+  std::printf("%-10s %10s %14s %8s %12s %10s %10s %10s\n", "decode", "ms/token", "MB read/token", "GB/s", "copy bw now", "vs now",
+              "vs best", "vs read");
   for (const auto& d : out["decode"])
-    std::printf("ctx %-6lld %12.2f %14.1f %10.2f %11.0f%% %11.0f%%\n", static_cast<long long>(d["context"].get<int64_t>()),
+    std::printf("ctx %-6lld %10.2f %14.1f %8.2f %12.1f %9.0f%% %9.0f%% %9.0f%%\n", static_cast<long long>(d["context"].get<int64_t>()),
                 d["ms_per_token"].get<double>(), d["bytes_per_token"].get<double>() / 1e6, d["gbps"].get<double>(),
-                100 * d["bandwidth_ratio"].get<double>(), 100 * d["read_bandwidth_ratio"].get<double>());
+                d["paired_copy_gbps_median"].get<double>(), 100 * d["bandwidth_ratio"].get<double>(),
+                100 * d["best_bandwidth_ratio"].get<double>(), 100 * d["read_bandwidth_ratio"].get<double>());
+  std::printf("(vs now: median over steps of the step's GB/s over a copy probe just before it; vs best / vs read: the median\n"
+              " step against the best copy / read bandwidth seen in the run)\n");
   std::printf("\n%-10s %12s %12s %12s %12s\n", "prefill", "tokens/s", "seconds", "GFLOP/s", "vs matmul");
   for (const auto& p : out["prefill"])
     std::printf("%-10lld %12.1f %12.2f %12.1f %11.0f%%\n", static_cast<long long>(p["tokens"].get<int64_t>()), p["tokens_per_s"].get<double>(),

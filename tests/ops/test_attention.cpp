@@ -104,3 +104,11 @@ TEST_CASE("window + all visible compressed entries (HCA)") {
 TEST_CASE("window + selected compressed entries (CSA)") {
   for (int64_t S : {1, 13, 137}) run_case({S, 30, 3, 16, 8, 4, 3, true, true});
 }
+
+TEST_CASE("odd head counts and V4 decode shapes (64 heads x 512, window 128, 512 selected)") {
+  // 13 heads over 2 threads splits one token's heads unevenly; 64 x 512 is V4-Flash's decode step.
+  run_case({1, 40, 13, 64, 8, 4, 5, true, true});
+  run_case({3, 40, 13, 64, 8, 4, 5, true, false});
+  run_case({1, 2300, 64, 512, 128, 4, 512, true, true});
+  run_case({2, 2300, 64, 512, 128, 128, 512, true, false});
+}

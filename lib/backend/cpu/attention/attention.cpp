@@ -1,47 +1,72 @@
 // Attention core (model.md §4): window rows + visible compressed entries + sink, one softmax.
+//
+// Keys and values are the same rows (one shared kv head), so a query token's visible rows are
+// gathered once into a contiguous block K [n, hd] and every head in a work item uses it through
+// two matrix products: logits = Q_heads · Kᵀ, out = softmax(logits) · K. Work items are (token,
+// block of heads): whole tokens when there are enough of them (prefill), else the heads of one
+// token split across threads (decode).
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "backend/cpu/cpu_backend.hpp"
 
 namespace dsv4 {
 
+namespace {
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+constexpr int64_t kRowsRound = 512;  // scratch sized in steps of this many rows: no regrowth every few tokens
+}  // namespace
+
 void CpuBackend::attention(const AttentionArgs& a) {
   const int64_t hd = a.hd, H = a.H;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t max_entries = a.entries == nullptr ? 0 : (a.select != nullptr ? a.topk : (a.p0 + a.S) / a.ratio);
-  const int64_t cap = a.W + max_entries, ptr_off = (cap + 1) / 2 * 2;  // keep the pointer array 8-byte aligned
-  const size_t scratch = static_cast<size_t>(ptr_off + 2 * cap);
-  pool_.parallel_for(a.S * H, 1, [&](int tid, int64_t b, int64_t e) {
-    float* logits = pool_.scratch(tid, scratch);
-    const float** vals = reinterpret_cast<const float**>(logits + ptr_off);
+  const int64_t cap = (a.W + max_entries + kRowsRound - 1) / kRowsRound * kRowsRound;
+  // Enough work items for every thread, each as many heads as possible (the gather is per item).
+  const int64_t per_token = std::clamp<int64_t>((pool_.size() + a.S - 1) / a.S, 1, H);
+  const int64_t hb = (H + per_token - 1) / per_token, blocks = (H + hb - 1) / hb;
+  const size_t scratch = static_cast<size_t>(cap * hd + hb * cap);
+  pool_.parallel_for(a.S * blocks, 1, [&](int tid, int64_t b, int64_t e) {
+    float* K = pool_.scratch(tid, scratch);
+    float* L = K + cap * hd;
+    int64_t gathered_for = -1, n = 0;
     for (int64_t i = b; i < e; ++i) {
-      const int64_t s = i / H, h = i % H, t = a.p0 + s;
-      Eigen::Map<const Eigen::VectorXf> q(a.q + s * H * hd + h * hd, hd);
-      int64_t n = 0;
-      for (int64_t j = std::max<int64_t>(0, t - a.W + 1); j <= t; ++j)
-        vals[n++] = j < a.p0 ? a.ring + (j % a.W) * hd : a.kv + (j - a.p0) * hd;
-      if (a.entries != nullptr) {
-        if (a.select != nullptr) {
-          for (int64_t k = 0; k < a.topk; ++k) {
-            const int32_t w = a.select[s * a.topk + k];
-            if (w >= 0) vals[n++] = a.entries + w * hd;
+      const int64_t s = i / blocks, h0 = (i % blocks) * hb, nh = std::min(hb, H - h0), t = a.p0 + s;
+      if (gathered_for != s) {  // this token's visible rows, in the order of the reference
+        n = 0;
+        auto put = [&](const float* row) { std::memcpy(K + (n++) * hd, row, static_cast<size_t>(hd) * sizeof(float)); };
+        for (int64_t j = std::max<int64_t>(0, t - a.W + 1); j <= t; ++j) put(j < a.p0 ? a.ring + (j % a.W) * hd : a.kv + (j - a.p0) * hd);
+        if (a.entries != nullptr) {
+          if (a.select != nullptr) {
+            for (int64_t k = 0; k < a.topk; ++k) {
+              const int32_t w = a.select[s * a.topk + k];
+              if (w >= 0) put(a.entries + w * hd);
+            }
+          } else {
+            const int64_t visible = (t + 1) / a.ratio;
+            for (int64_t w = 0; w < visible; ++w) put(a.entries + w * hd);
           }
-        } else {
-          const int64_t visible = (t + 1) / a.ratio;
-          for (int64_t w = 0; w < visible; ++w) vals[n++] = a.entries + w * hd;
         }
+        gathered_for = s;
       }
-      float mx = a.sink[h];
-      for (int64_t k = 0; k < n; ++k) {
-        logits[k] = Eigen::Map<const Eigen::VectorXf>(vals[k], hd).dot(q) * scale;
-        mx = std::max(mx, logits[k]);
+      Eigen::Map<const RowMat> Km(K, n, hd);
+      Eigen::Map<const RowMat> Q(a.q + s * H * hd + h0 * hd, nh, hd);
+      Eigen::Map<RowMat> P(L, nh, n);
+      P.noalias() = (Q * Km.transpose()) * scale;
+      for (int64_t h = 0; h < nh; ++h) {
+        float* p = L + h * n;
+        const float sink = a.sink[h0 + h];
+        float mx = sink;
+        for (int64_t k = 0; k < n; ++k) mx = std::max(mx, p[k]);
+        float denom = std::exp(sink - mx);
+        for (int64_t k = 0; k < n; ++k) denom += (p[k] = std::exp(p[k] - mx));
+        const float inv = 1.0f / denom;
+        for (int64_t k = 0; k < n; ++k) p[k] *= inv;
       }
-      float denom = std::exp(a.sink[h] - mx);
-      for (int64_t k = 0; k < n; ++k) denom += (logits[k] = std::exp(logits[k] - mx));
-      Eigen::Map<Eigen::VectorXf> o(a.out + s * H * hd + h * hd, hd);
-      o.setZero();
-      for (int64_t k = 0; k < n; ++k) o += (logits[k] / denom) * Eigen::Map<const Eigen::VectorXf>(vals[k], hd);
+      Eigen::Map<RowMat> O(a.out + s * H * hd + h0 * hd, nh, hd);
+      O.noalias() = P * Km;
     }
   });
 }
