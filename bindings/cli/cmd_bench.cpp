@@ -166,7 +166,7 @@ double peak_rss_gib() {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--preset", "--config", "--layers", "--backend", "--contexts", "--prompts", "--threads", "--steps", "--seed"},
+  Args a(argc, argv, 2, {"--preset", "--config", "--layers", "--backend", "--contexts", "--prompts", "--threads", "--steps", "--seed", "--max-batch"},
          {"--json", "--skip-ceilings"}, {});
   const std::string backend = a.get("--backend").value_or("cpu");
   if (backend == "cuda") throw UsageError("--backend cuda: this build has no CUDA backend (CPU only)");
@@ -353,6 +353,7 @@ int cmd_bench(int argc, char** argv) {
     SessionOptions so;
     so.threads = threads;
     so.max_context = P + 1;
+    if (a.has("--max-batch")) so.max_batch = a.get_int("--max-batch", so.max_batch);
     so.profile = true;
     Session s(model, so);
     const auto ids = random_ids(P, cfg.vocab_size, 5);

@@ -86,6 +86,10 @@ TEST_CASE("linear at real V4-Flash shapes (FP8 wq_a / FP4 expert w1)") {
   CHECK(check_one(be, WFormat::FP8, 300, 8192, 1, 77, 95) < kTol);   // wo_b width, rows crossing scale tiles
   CHECK(check_one(be, WFormat::FP4, 4096, 2048, 2, 0, 94) < kTol);   // expert w2
   CHECK(check_one(be, WFormat::FP4, 48, 4096, 9, 0, 93) < kTol);     // more activation rows than one group
+  CHECK(check_one(be, WFormat::FP4, 40, 4096, 32, 0, 92) < kTol);    // the most rows the fused kernels take
+  CHECK(check_one(be, WFormat::FP4, 40, 4096, 33, 0, 91) < kTol);    // one more: decode + GEMM
+  CHECK(check_one(be, WFormat::FP8, 40, 4096, 21, 0, 90) < kTol);    // fused FP8 kernel, three groups of rows
+  CHECK(check_one(be, WFormat::FP8, 40, 4096, 25, 0, 89) < kTol);    // FP8 above 24 rows: decode + GEMM
 }
 
 TEST_CASE("linear_multi equals one linear call per task: mixed formats and odd sizes on a shared input") {

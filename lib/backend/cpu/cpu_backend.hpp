@@ -33,7 +33,7 @@ class CpuBackend final : public Backend {
 
   ThreadPool& pool() { return pool_; }
 
-  // Decode-size batches (S <= kGemvMaxBatch with the fused kernels) run all tasks in one
+  // Decode-size batches (S <= gemv_max_batch of every task, with the fused kernels) run all tasks in one
   // parallel pass, so each thread keeps long runs of rows instead of a synchronisation per small
   // matrix; larger batches call linear() per task.
   void linear_multi(const LinearTask* tasks, size_t count, int64_t S) override;

@@ -64,7 +64,11 @@ void decode_row(const MatW& w, int64_t r, float* out) {
   }
 }
 
-constexpr int64_t kTileRows = 32;
+// Rows of W decoded per tile for the batched (prefill) path. Each tile is one GEMM against all of
+// x, which Eigen packs again per call: 128-row tiles pack x a quarter as often as 32-row ones
+// (measured 2 threads: F32 512x4096x4096 180 -> 200-227 GFLOP/s, FP8 at 4096 tokens 146 -> 182-223).
+// Smaller tiles only when a matrix would otherwise give fewer than two tiles per thread.
+constexpr int64_t kMaxTileRows = 128, kMinTileRows = 32;
 
 int64_t row_bytes(const MatW& w) { return std::max<int64_t>(1, static_cast<int64_t>(w.bytes() / static_cast<uint64_t>(std::max<int64_t>(w.rows, 1)))); }
 constexpr size_t kGemvX = 100;  // workspace slot of the permuted activations
@@ -78,7 +82,7 @@ void decode_rows(const MatW& w, int64_t r, int64_t count, float* out) {
 void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y,
                         int64_t ldy) {
   const int64_t C = w.cols;
-  if (S <= kGemvMaxBatch && gemv_available()) {
+  if (S <= gemv_max_batch(w) && gemv_available()) {
     // Decode steps are memory-bound: stream each weight row once, decoded in registers.
     float* xp = ws_.get(kGemvX, static_cast<size_t>(S * C));
     gemv_prepare_x(w, x, ldx, S, xp);
@@ -92,6 +96,7 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
     });
     return;
   }
+  const int64_t kTileRows = std::clamp<int64_t>(n / (2 * pool_.size()) / kMinTileRows * kMinTileRows, kMinTileRows, kMaxTileRows);
   const int64_t tiles = (n + kTileRows - 1) / kTileRows;
   // Decode cost is paid once per tile and shared by all S rows of x.
   // Below ~64K multiply-adds per tile the hand-off costs more than it saves: use fewer threads.
@@ -122,7 +127,9 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
 }
 
 void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) {
-  if (S > kGemvMaxBatch || !gemv_available()) {
+  bool fused = gemv_available();
+  for (size_t t = 0; t < count && fused; ++t) fused = S <= gemv_max_batch(*tasks[t].w);
+  if (!fused) {
     Backend::linear_multi(tasks, count, S);
     return;
   }
