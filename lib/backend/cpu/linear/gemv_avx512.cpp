@@ -220,8 +220,8 @@ void rows_fp4(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xp
 
 // ---- Fast paths for the shapes V4 uses (FP8 with cols % 64 == 0, FP4 with cols % 128 == 0).
 
-// FP8: x is permuted per 64-column group as [x0 x2 .. x30 | x32 .. x62 | x1 .. x31 | x33 .. x63]
-// to match the two fp16 vectors built from the low and the high byte of each 16-bit word. The
+// FP8: x is permuted per 64-column group to the element order of e4m3x64's four vectors
+// (kFp8Order, from the byte shuffles that build the fp16 words). The
 // block scale is shared by a 128-row tile, so each thread multiplies it (and the 2^8 of the fp16
 // placement, see e4m3x16) into its own copy of x once per tile: no per-block scaling in the loop.
 inline bool fp8_fast(const MatW& w) { return w.cols % 64 == 0; }
@@ -239,16 +239,41 @@ inline __m512i load_once(const uint8_t* p) {
   return v;
 }
 
+#ifdef __GFNI__
+// 64 e4m3 bytes -> four vectors of 16 floats (times 2^-8, see e4m3x16) in the element order of
+// kFp8Order. Each byte b gives the two bytes of its fp16 word with one bit-matrix transform each
+// (GF(2) affine): high byte (b & 0x80) | (b >> 1 & 0x3F), low byte (b & 1) << 7.
+constexpr int kFp8Order[4][2] = {{0, 16}, {32, 48}, {8, 24}, {40, 56}};  // f_u: elements a..a+7, b..b+7
+inline void e4m3x64(const uint8_t* p, __m512& f0, __m512& f1, __m512& f2, __m512& f3) {
+  const __m512i w = load_once(p);
+  const __m512i hi = _mm512_gf2p8affine_epi64_epi8(w, _mm512_set1_epi64(0x0204081020400080LL), 0);
+  const __m512i lo = _mm512_gf2p8affine_epi64_epi8(w, _mm512_set1_epi64(0x0000000000000001LL), 0);
+  const __m512i h0 = _mm512_unpacklo_epi8(lo, hi), h1 = _mm512_unpackhi_epi8(lo, hi);
+  f0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h0));
+  f1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h0, 1));
+  f2 = _mm512_cvtph_ps(_mm512_castsi512_si256(h1));
+  f3 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h1, 1));
+}
+#else
+// Without GFNI: the fp16 words from shifts and masks; two vectors from the low and two from the
+// high byte of each 16-bit word (0xD8 = C ? B : A).
+constexpr int kFp8Order[4][2] = {{-1, 0}, {-1, 32}, {-1, 1}, {-1, 33}};  // a < 0: every other element from b
 inline void e4m3x64(const uint8_t* p, __m512& f0, __m512& f1, __m512& f2, __m512& f3) {
   const __m512i w = load_once(p);
   const __m512i m3f80 = _mm512_set1_epi16(0x3F80), m8000 = _mm512_set1_epi16(static_cast<short>(0x8000));
-  // low byte b of each word -> fp16 bits (b & 0x80) << 8 | (b & 0x7F) << 7 ; 0xD8 = C ? B : A
   const __m512i lo = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_slli_epi16(w, 7), m3f80), _mm512_slli_epi16(w, 8), m8000, 0xD8);
   const __m512i hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(w, 1), m3f80), w, m8000, 0xD8);
   f0 = _mm512_cvtph_ps(_mm512_castsi512_si256(lo));
   f1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(lo, 1));
   f2 = _mm512_cvtph_ps(_mm512_castsi512_si256(hi));
   f3 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hi, 1));
+}
+#endif
+
+// Element of a 64-column group that lane i of e4m3x64's vector u holds.
+inline int fp8_element(int u, int i) {
+  const int a = kFp8Order[u][0], b = kFp8Order[u][1];
+  return a < 0 ? b + 2 * i : (i < 8 ? a + i : b + i - 8);
 }
 
 void fp8_scale_x(const MatW& w, int64_t tile, const float* xp, int64_t S, float* xs) {
@@ -534,12 +559,8 @@ void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float
   if (w.fmt == WFormat::FP8 && fp8_fast(w)) {
     for (int64_t s = 0; s < S; ++s)
       for (int64_t g = 0; g < C; g += 64)
-        for (int64_t i = 0; i < 16; ++i) {
-          xp[s * C + g + i] = x[s * ldx + g + 2 * i];
-          xp[s * C + g + 16 + i] = x[s * ldx + g + 32 + 2 * i];
-          xp[s * C + g + 32 + i] = x[s * ldx + g + 2 * i + 1];
-          xp[s * C + g + 48 + i] = x[s * ldx + g + 33 + 2 * i];
-        }
+        for (int u = 0; u < 4; ++u)
+          for (int i = 0; i < 16; ++i) xp[s * C + g + 16 * u + i] = x[s * ldx + g + fp8_element(u, i)];
     return;
   }
 #ifdef __AVX512VNNI__
