@@ -104,11 +104,11 @@ TEST_CASE("HCA compressor (plain / m=16)") {
   check_compressor(false, 16, {13, 1, 50}, 137);
 }
 
-TEST_CASE("indexer: causal mask and exact top-k") {
+namespace {
+void check_indexer(int64_t nI, int64_t ihd, int64_t topk, const std::vector<std::pair<int64_t, int64_t>>& runs) {
   CpuBackend be(2);
-  const int64_t nI = 4, ihd = 8, m = 4, topk = 3;
-  // (S, p0): decode early and deep (the deep one takes the entries-across-threads path), prefill
-  for (auto [S, p0] : std::vector<std::pair<int64_t, int64_t>>{{1, 40}, {1, 3001}, {13, 0}, {137, 0}}) {
+  const int64_t m = 4;
+  for (auto [S, p0] : runs) {
     const int64_t T = p0 + S;
     auto keys = random_floats(static_cast<size_t>((T / m + 1) * ihd), 1 + S + p0);
     auto q = random_floats(static_cast<size_t>(S * nI * ihd), 2 + S);
@@ -139,6 +139,15 @@ TEST_CASE("indexer: causal mask and exact top-k") {
       for (int64_t j = 0; j < k; ++j) bad += sel[static_cast<size_t>(s * topk + j)] >= vis;  // causal
       for (int64_t j = k; j < topk; ++j) bad += sel[static_cast<size_t>(s * topk + j)] != -1;
     }
+    INFO("nI " << nI << " ihd " << ihd << " topk " << topk << " S " << S << " p0 " << p0);
     CHECK(bad == 0);
   }
+}
+}  // namespace
+
+TEST_CASE("indexer: causal mask and exact top-k") {
+  // (S, p0): decode early and deep (the deep one takes the entries-across-threads path), prefill
+  check_indexer(4, 8, 3, {{1, 40}, {1, 3001}, {13, 0}, {137, 0}});
+  check_indexer(13, 32, 20, {{1, 3001}, {13, 200}});          // heads: one vector of eight and a tail
+  check_indexer(64, 128, 512, {{1, 8191}, {3, 4000}});        // V4-Flash: 64 heads x 128, top 512
 }

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "backend/cpu/cpu_backend.hpp"
 
@@ -19,10 +22,23 @@ void score_block(const IndexerArgs& a, int64_t s, int64_t w0, int64_t w1, float*
   Eigen::Map<const RowMat> Qs(a.q + s * a.nI * a.ihd, a.nI, a.ihd);
   Eigen::Map<RowMat> Dm(dots, w1 - w0, a.nI);
   Dm.noalias() = K * Qs.transpose();
+  // Σ_h wts[h] · relu(dot) in double: selections are discontinuous, so the sum must not add
+  // rounding of its own. Eight partial sums (h mod 8), one vector of doubles.
   const float* wt = a.wts + s * a.nI;
+  const int64_t h8 = a.nI / 8 * 8;
   for (int64_t w = w0; w < w1; ++w) {
+    const float* d = dots + (w - w0) * a.nI;
     double acc = 0;
-    for (int64_t h = 0; h < a.nI; ++h) acc += static_cast<double>(wt[h]) * std::max(0.0f, dots[(w - w0) * a.nI + h]);
+    int64_t h = 0;
+#ifdef __AVX512F__
+    __m512d part = _mm512_setzero_pd();
+    for (; h < h8; h += 8) {
+      const __m256 dv = _mm256_max_ps(_mm256_loadu_ps(d + h), _mm256_setzero_ps());
+      part = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(wt + h)), _mm512_cvtps_pd(dv), part);
+    }
+    acc = _mm512_reduce_add_pd(part);
+#endif
+    for (; h < a.nI; ++h) acc += static_cast<double>(wt[h]) * std::max(0.0f, d[h]);
     score[w] = static_cast<float>(acc) * scale;
   }
 }
@@ -31,9 +47,11 @@ void score_block(const IndexerArgs& a, int64_t s, int64_t w0, int64_t w1, float*
 void select_top(const IndexerArgs& a, int64_t vis, const float* score, int32_t* order, int32_t* sel) {
   const int64_t k = std::min(a.topk, vis);
   std::iota(order, order + vis, 0);
-  std::partial_sort(order, order + k, order + vis, [&](int32_t x, int32_t y) {
-    return score[x] > score[y] || (score[x] == score[y] && x < y);
-  });
+  auto before = [&](int32_t x, int32_t y) { return score[x] > score[y] || (score[x] == score[y] && x < y); };
+  // A strict total order (ties by index), so selecting then sorting the k first gives the same
+  // list as a partial sort, in O(n + k log k).
+  if (k < vis) std::nth_element(order, order + k, order + vis, before);
+  std::sort(order, order + k, before);
   std::copy(order, order + k, sel);
 }
 
