@@ -55,15 +55,12 @@ void CpuBackend::attention(const AttentionArgs& a) {
       Eigen::Map<const RowMat> Q(a.q + s * H * hd + h0 * hd, nh, hd);
       Eigen::Map<RowMat> P(L, nh, n);
       P.noalias() = (Q * Km.transpose()) * scale;
-      for (int64_t h = 0; h < nh; ++h) {
-        float* p = L + h * n;
+      for (int64_t h = 0; h < nh; ++h) {  // softmax with the sink as one more logit (vectorised exp)
+        Eigen::Map<Eigen::ArrayXf> p(L + h * n, n);
         const float sink = a.sink[h0 + h];
-        float mx = sink;
-        for (int64_t k = 0; k < n; ++k) mx = std::max(mx, p[k]);
-        float denom = std::exp(sink - mx);
-        for (int64_t k = 0; k < n; ++k) denom += (p[k] = std::exp(p[k] - mx));
-        const float inv = 1.0f / denom;
-        for (int64_t k = 0; k < n; ++k) p[k] *= inv;
+        const float mx = n > 0 ? std::max(sink, p.maxCoeff()) : sink;
+        p = (p - mx).exp();
+        p *= 1.0f / (std::exp(sink - mx) + p.sum());
       }
       Eigen::Map<RowMat> O(a.out + s * H * hd + h0 * hd, nh, hd);
       O.noalias() = P * Km;
