@@ -19,7 +19,7 @@ constexpr const char* kUsage =
     "  dsv4 tokenize [-m DIR | --tokenizer FILE] [--decode]   (text or ids on stdin)\n"
     "  dsv4 info [-m DIR] [--context N]\n"
     "  dsv4 bench [--preset flash|pro | --config FILE] [--layers N] [--backend cpu|cuda] [--contexts 1024,65536]\n"
-    "             [--prompts 512,4096] [--threads N] [--steps N] [--json]\n"
+    "             [--prompts 512,4096] [--threads N] [--steps N] [--max-batch N] [--json]\n"
     "  dsv4 logits [-m DIR] (--ids 1,2,3 | --ids-file FILE) -o OUT.npy [--chunks 13,27,24] [--threads N]\n"
     "\n"
     "  Without -m, $DSV4_MODEL or the embedded demo model is used.\n"
