@@ -9,6 +9,9 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__F16C__)
 #include <immintrin.h>
 #define DSV4_HAVE_GEMV 1
+#if defined(__AVX512VNNI__) && defined(__AVX512VBMI__)
+#define DSV4_FP4_INT 1  // the integer FP4 kernel (vpdpbusd, vpermb)
+#endif
 #endif
 
 namespace dsv4 {
@@ -44,10 +47,9 @@ inline float hsum(__m512 v) {
 
 inline __m512 f16x16(const uint8_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
 
-// The rows a thread reads are one contiguous stream: asking for the line 4 KiB ahead keeps more
-// misses in flight than the hardware prefetcher does on its own for the decode-heavy FP8 / FP4
-// kernels (measured: out_proj FP8 ~15% faster in `dsv4 bench`; 0.5-8 KiB tried). The BF16 head
-// streams fast without it (it measured slower with it). A prefetch past the end is harmless.
+// The FP8 kernel reads its rows as one contiguous stream: asking for the line 4 KiB ahead keeps
+// more misses in flight than the hardware prefetcher does on its own (measured: out_proj ~15%
+// faster in `dsv4 bench`; 0.5-8 KiB tried). A prefetch past the end is harmless.
 constexpr int64_t kPrefetchBytes = 4096;
 inline void prefetch_ahead(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T0); }
 
@@ -228,10 +230,10 @@ void rows_fp4(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xp
 // block scale is shared by a 128-row tile, so each thread multiplies it (and the 2^8 of the fp16
 // placement, see e4m3x16) into its own copy of x once per tile: no per-block scaling in the loop.
 inline bool fp8_fast(const MatW& w) { return w.cols % 64 == 0; }
-#ifdef __AVX512VNNI__
+#ifdef DSV4_FP4_INT
 inline bool fp4_fast(const MatW& w) { return w.cols % 128 == 0; }
 #else
-inline bool fp4_fast(const MatW&) { return false; }  // the integer FP4 kernel needs AVX512-VNNI
+inline bool fp4_fast(const MatW&) { return false; }  // the integer FP4 kernel needs AVX512-VNNI and -VBMI
 #endif
 
 // Load into a register once: folded into each of the three shifts as a memory operand (what the
@@ -314,7 +316,7 @@ void rows_fp8_fast(const MatW& w, int64_t r0, int64_t jb, int64_t je, const floa
   }
 }
 
-#ifdef __AVX512VNNI__
+#ifdef DSV4_FP4_INT
 // FP4 (cols % 128 == 0), integer dot products. Each 128-column group is 64 bytes; byte p holds
 // elements 2p (low nibble) and 2p+1 (high nibble). One vpermb per 64 nibbles maps a code to
 // 2·value + 12 in 0..24 (2·e2m1 is an integer in -12..12; vpermb reads the low 6 bits of each
@@ -470,7 +472,7 @@ void fp4_quantize_x(const float* x, int64_t C, uint8_t* out) {
   }
 }
 
-#endif  // __AVX512VNNI__
+#endif  // DSV4_FP4_INT
 
 template <int S>
 void dispatch(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, float* y, int64_t ldy, const float* xp) {
@@ -491,7 +493,7 @@ void dispatch(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x,
       else rows_fp8<S>(w, r0, jb, je, x, ldx, y, ldy);
       return;
     case WFormat::FP4:
-#ifdef __AVX512VNNI__
+#ifdef DSV4_FP4_INT
       if (fp4_fast(w)) {
         rows_fp4_fast<S>(w, r0, jb, je, xp, y, ldy);
         return;
@@ -566,7 +568,7 @@ void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float
           for (int i = 0; i < 16; ++i) xp[s * C + g + 16 * u + i] = x[s * ldx + g + fp8_element(u, i)];
     return;
   }
-#ifdef __AVX512VNNI__
+#ifdef DSV4_FP4_INT
   if (w.fmt == WFormat::FP4 && fp4_fast(w)) {
     for (int64_t s = 0; s < S; ++s) fp4_quantize_x(x + s * ldx, C, reinterpret_cast<uint8_t*>(xp + s * C));
     return;
