@@ -21,6 +21,7 @@
 #include "model/model_impl.hpp"
 #include "model/synthetic.hpp"
 #include "util/arena.hpp"
+#include "util/read_probe.hpp"
 
 namespace dsv4::cli {
 
@@ -54,20 +55,7 @@ Ceilings measure_ceilings(int threads, float* a, float* b, size_t n, bool matmul
     par([&](int, size_t s, size_t e) { std::memcpy(b + s, a + s, (e - s) * sizeof(float)); });
     c.copy_gbps = std::max(c.copy_gbps, 2.0 * static_cast<double>(n * sizeof(float)) / secs(t0, Clock::now()) / 1e9);
     t0 = Clock::now();
-    par([&](int t, size_t s, size_t e) {
-      // xor of 64-bit words (vectorised, nothing to wait on) over four streams far apart, as the
-      // decode kernels read: more reads in flight per core than one stream
-      const uint64_t* p = reinterpret_cast<const uint64_t*>(a + s);
-      const size_t q = (e - s) / 2 / 4;
-      uint64_t x0 = 0, x1 = 0, x2 = 0, x3 = 0;
-      for (size_t i = 0; i < q; ++i) {
-        x0 ^= p[i];
-        x1 ^= p[i + q];
-        x2 ^= p[i + 2 * q];
-        x3 ^= p[i + 3 * q];
-      }
-      sink[static_cast<size_t>(t)] = x0 ^ x1 ^ x2 ^ x3;
-    });
+    par([&](int t, size_t s, size_t e) { sink[static_cast<size_t>(t)] = read_four_streams(a + s, (e - s) * sizeof(float)); });
     c.read_gbps = std::max(c.read_gbps, static_cast<double>(n * sizeof(float)) / secs(t0, Clock::now()) / 1e9);
   }
   if (!matmul) return c;
@@ -246,8 +234,8 @@ int cmd_bench(int argc, char** argv) {
     for (auto& x : th) x.join();
   }
 
-  // This machine's bandwidth drifts (shared hosts): measure it again before and after each decode
-  // run and use the highest figure, so that ratios are never flattered by a slow measurement.
+  // This machine's bandwidth drifts (shared hosts): measure it again before and after the decode
+  // runs and use the highest figure, so that ratios are never flattered by a slow measurement.
   std::vector<double> copy_samples{ceil.copy_gbps};
   auto remeasure = [&] {
     if (skip_ceilings) return;
@@ -299,9 +287,8 @@ int cmd_bench(int argc, char** argv) {
         s.forward({ids.data() + i, 1});
         step_ms.push_back(1000 * secs(t0, Clock::now()));
       }
-      std::vector<double> sorted = step_ms;
-      std::sort(sorted.begin(), sorted.end());
-      const double ms = sorted[sorted.size() / 2];
+      std::sort(step_ms.begin(), step_ms.end());
+      const double ms = step_ms[step_ms.size() / 2];
       double bytes = embed_row_bytes + head.bytes, flops = head.flops, cache = 0;
       for (int64_t l = 0; l < cfg.num_layers; ++l) {
         bytes += lcost[static_cast<size_t>(l)].bytes;

@@ -15,6 +15,7 @@
 
 #include "backend/cpu/cpu_backend.hpp"
 #include "util/arena.hpp"
+#include "util/read_probe.hpp"
 
 using namespace dsv4;
 using Clock = std::chrono::steady_clock;
@@ -43,7 +44,7 @@ size_t scale_bytes(const Shape& s) {
 }
 
 // Best-of-3 read bandwidth over `bytes` with `threads` threads: the same read as `dsv4 bench`'s
-// ceiling (xor of 64-bit words over four streams far apart per thread, as the kernels read).
+// ceiling.
 double read_gbps(const uint8_t* p, size_t bytes, int threads) {
   double best = 0;
   for (int rep = 0; rep < 3; ++rep) {
@@ -52,17 +53,9 @@ double read_gbps(const uint8_t* p, size_t bytes, int threads) {
     const auto t0 = Clock::now();
     for (int t = 0; t < threads; ++t)
       th.emplace_back([&, t] {
-        const size_t n = bytes / 8, b = n * static_cast<size_t>(t) / static_cast<size_t>(threads),
-                     e = n * static_cast<size_t>(t + 1) / static_cast<size_t>(threads), q = (e - b) / 4;
-        const uint64_t* w = reinterpret_cast<const uint64_t*>(p) + b;
-        uint64_t x0 = 0, x1 = 0, x2 = 0, x3 = 0;
-        for (size_t i = 0; i < q; ++i) {
-          x0 ^= w[i];
-          x1 ^= w[i + q];
-          x2 ^= w[i + 2 * q];
-          x3 ^= w[i + 3 * q];
-        }
-        sink[static_cast<size_t>(t)] = x0 ^ x1 ^ x2 ^ x3;
+        const size_t b = bytes / 64 * static_cast<size_t>(t) / static_cast<size_t>(threads) * 64,
+                     e = bytes / 64 * static_cast<size_t>(t + 1) / static_cast<size_t>(threads) * 64;
+        sink[static_cast<size_t>(t)] = read_four_streams(p + b, e - b);
       });
     for (auto& x : th) x.join();
     best = std::max(best, static_cast<double>(bytes) / secs(t0) / 1e9);

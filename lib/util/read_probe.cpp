@@ -1,0 +1,18 @@
+#include "util/read_probe.hpp"
+
+namespace dsv4 {
+
+uint64_t read_four_streams(const void* p, size_t bytes) {
+  const uint64_t* w = static_cast<const uint64_t*>(p);
+  const size_t q = bytes / 8 / 4;
+  uint64_t x0 = 0, x1 = 0, x2 = 0, x3 = 0;
+  for (size_t i = 0; i < q; ++i) {
+    x0 ^= w[i];
+    x1 ^= w[i + q];
+    x2 ^= w[i + 2 * q];
+    x3 ^= w[i + 3 * q];
+  }
+  return x0 ^ x1 ^ x2 ^ x3;
+}
+
+}  // namespace dsv4
