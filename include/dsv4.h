@@ -49,7 +49,7 @@ extern "C" {
 #define DSV4_C_API __attribute__((visibility("default")))
 #endif
 
-#define DSV4_API_VERSION 1
+#define DSV4_API_VERSION 2
 
 typedef enum dsv4_status {
   DSV4_OK = 0,
@@ -62,7 +62,8 @@ typedef enum dsv4_status {
   DSV4_ERR_CAPACITY = 7,         /* session max_context would be exceeded */
   DSV4_ERR_CANCELLED = 8,        /* a callback asked to stop */
   DSV4_ERR_OUT_OF_MEMORY = 9,
-  DSV4_ERR_INTERNAL = 10
+  DSV4_ERR_INTERNAL = 10,
+  DSV4_ERR_UNSUPPORTED = 11      /* backend or device not built into this library / not present */
 } dsv4_status;
 
 typedef struct dsv4_model dsv4_model;
@@ -83,8 +84,29 @@ typedef void (*dsv4_log_fn)(int level, const char* message, void* user_data);
 DSV4_C_API void dsv4_set_log_callback(dsv4_log_fn cb, void* user_data);
 
 /* ---- model ---- */
-/* Loads a checkpoint directory. On DSV4_OK *out owns a new model; on failure *out is untouched. */
+/* Loads a checkpoint directory onto the CPU backend with default options (dsv4_model_load_ex with
+ * dsv4_load_default_params()). On DSV4_OK *out owns a new model; on failure *out is untouched. */
 DSV4_C_API dsv4_status dsv4_model_load(const char* dir, dsv4_model** out);
+
+/* Called during loading with the fraction done (0..1) and a short description of the stage. */
+typedef void (*dsv4_progress_fn)(double fraction, const char* stage, void* user_data);
+typedef struct dsv4_load_params {
+  size_t struct_size;         /* sizeof(dsv4_load_params) */
+  const char* backend;        /* "cpu" (default when NULL), "cuda" where built */
+  int32_t device;             /* device index of that backend, default 0 */
+  int32_t threads;            /* CPU worker threads shared by all sessions of the model; 0: one per hardware thread */
+  int64_t max_batch;          /* most rows (tokens of all sessions) one step carries, default 512 */
+  dsv4_progress_fn progress;  /* may be NULL */
+  void* user_data;            /* passed to progress */
+} dsv4_load_params;
+DSV4_C_API dsv4_load_params dsv4_load_default_params(void);
+/* Loads a checkpoint onto the backend/device of params (NULL: defaults). An unknown backend, one
+ * not built into this library, or a missing device gives DSV4_ERR_UNSUPPORTED. */
+DSV4_C_API dsv4_status dsv4_model_load_ex(const char* dir, const dsv4_load_params* params, dsv4_model** out);
+/* The backend the model is bound to ("cpu", "cuda"); owned by the model. */
+DSV4_C_API const char* dsv4_model_backend(const dsv4_model* model);
+/* Backends compiled into this library, comma-separated ("cpu" or "cpu,cuda"); static storage. */
+DSV4_C_API const char* dsv4_compiled_backends(void);
 DSV4_C_API void dsv4_model_free(dsv4_model* model);
 DSV4_C_API int64_t dsv4_model_vocab_size(const dsv4_model* model);
 DSV4_C_API int64_t dsv4_model_num_layers(const dsv4_model* model);
@@ -94,7 +116,7 @@ DSV4_C_API int64_t dsv4_model_eos_token(const dsv4_model* model);
 /* ---- session ---- */
 typedef struct dsv4_session_params {
   size_t struct_size;   /* sizeof(dsv4_session_params) */
-  int32_t threads;      /* 0: one per hardware thread */
+  int32_t threads;      /* most of the model's worker threads this session's steps use; 0: all */
   int64_t max_context;  /* 0: min(max_position_embeddings, 16384) */
   int64_t max_batch;    /* tokens per internal step, default 512 */
 } dsv4_session_params;
@@ -115,6 +137,21 @@ DSV4_C_API int64_t dsv4_session_max_context(const dsv4_session* session);
 DSV4_C_API dsv4_status dsv4_session_last_logits(const dsv4_session* session, const float** logits, size_t* n_floats);
 /* Bytes of caches / scratch currently held. */
 DSV4_C_API uint64_t dsv4_session_memory_bytes(const dsv4_session* session);
+
+/* One session's tokens in a batched call; logits and n_floats are outputs ([vocab] of its last token,
+ * owned by the session as for dsv4_session_forward). */
+typedef struct dsv4_batch_item {
+  dsv4_session* session;
+  const int32_t* tokens;
+  size_t n;
+  const float* logits;  /* out */
+  size_t n_floats;      /* out */
+} dsv4_batch_item;
+/* Feeds each item's tokens to its session in steps shared by all items (decode of B sessions reads
+ * each weight once). The sessions must be distinct and of one model, each n >= 1. Everything is
+ * validated first: on failure no session has changed and no output is written. Each session's
+ * results equal feeding it alone (to rounding; see the README). */
+DSV4_C_API dsv4_status dsv4_forward_batch(dsv4_batch_item* items, size_t n_items);
 
 /* Snapshots are deep copies: *out owns a new snapshot (free with dsv4_snapshot_free). Restore
  * copies it into the session; fork creates a new session (*out) holding a copy of the state. */

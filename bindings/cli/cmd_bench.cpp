@@ -19,6 +19,7 @@
 #include "backend/backend.hpp"
 #include "common.hpp"
 #include "model/model_impl.hpp"
+#include "model/session_internal.hpp"
 #include "model/synthetic.hpp"
 #include "util/arena.hpp"
 #include "util/read_probe.hpp"
@@ -148,11 +149,8 @@ double peak_rss_gib() {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--preset", "--config", "--layers", "--backend", "--contexts", "--prompts", "--threads", "--steps", "--seed", "--max-batch"},
+  Args a(argc, argv, 2, {"--preset", "--config", "--layers", "--backend", "--device", "--contexts", "--prompts", "--threads", "--steps", "--seed", "--max-batch", "--batch"},
          {"--json", "--skip-ceilings"}, {});
-  const std::string backend = a.get("--backend").value_or("cpu");
-  if (backend == "cuda") throw UsageError("--backend cuda: this build has no CUDA backend (CPU only)");
-  if (backend != "cpu") throw UsageError("--backend must be cpu or cuda");
   if (a.has("--preset") && a.has("--config")) throw UsageError("give --preset or --config, not both");
   const int64_t layers = a.get_int("--layers", 4);
   if (layers <= 0) throw UsageError("--layers must be positive");
@@ -170,10 +168,14 @@ int cmd_bench(int argc, char** argv) {
     cfg_text = preset_config_json(source, layers);
   }
   const ModelConfig cfg = ModelConfig::parse(cfg_text, source);
+  LoadOptions lo = load_options(a);
+  if (a.has("--max-batch")) lo.max_batch = a.get_int("--max-batch", lo.max_batch);
+  check_backend(lo);  // before building gigabytes of weights
   std::vector<int64_t> contexts = parse_int_list(a.get("--contexts").value_or("1024,16384,65536"), "--contexts");
   std::vector<int64_t> prompts = parse_int_list(a.get("--prompts").value_or("512,4096"), "--prompts");
   const int threads = static_cast<int>(a.get_int("--threads", 0)) > 0 ? static_cast<int>(a.get_int("--threads", 0))
                                                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  lo.threads = threads;
   const int64_t steps = a.get_int("--steps", 8);
   const bool json_out = a.has("--json");
   auto log = [&](const std::string& s) {
@@ -210,14 +212,14 @@ int cmd_bench(int argc, char** argv) {
   log("building " + std::to_string(cfg.num_layers) + "-layer synthetic model (" + source + ")...\n");
   uint64_t weight_bytes = 0;
   const auto t_build = Clock::now();
-  const auto model = make_synthetic_model(cfg, static_cast<uint64_t>(a.get_int("--seed", 1)), threads, &weight_bytes);
+  const auto model = make_synthetic_model(cfg, static_cast<uint64_t>(a.get_int("--seed", 1)), lo, &weight_bytes);
   const double build_s = secs(t_build, Clock::now());
-  const ModelWeights& mw = model->impl().w;
+  const ModelWeights& mw = model_impl(*model).w;
   {
     // One read pass over every weight before timing, as a long-running server has had: the
     // first touch after the fill is slower on some machines (page tables, host-side mapping).
     log("reading all weights once...\n");
-    const auto& store = model->impl().store;
+    const auto& store = model_impl(*model).store;
     const auto names = store.names();
     std::vector<std::thread> th;
     std::vector<uint64_t> sink(static_cast<size_t>(threads), 0);
@@ -274,7 +276,7 @@ int cmd_bench(int argc, char** argv) {
     for (size_t ci = 0; ci < contexts.size(); ++ci) {
       const int64_t C = contexts[ci];
       log("decode at context " + std::to_string(C) + "...\n");
-      bench_fill_state(s, C, 11 + ci);
+      SessionAccess::fill_random(s, C, 11 + ci);
       for (int k = 0; k < 3; ++k) s.forward({ids.data(), 1});  // warm-up: first touch of buffers, settle after the fill
       s.clear_profile();
       // The median step: this machine's neighbours make single steps noisy.

@@ -32,6 +32,16 @@ std::string require(const Args& a, const std::string& flag) {
   return *v;
 }
 
+LoadOptions load_options(const Args& a) {
+  LoadOptions o;
+  o.backend = a.get("--backend").value_or("cpu");
+  o.device = static_cast<int>(a.get_int("--device", 0));
+  o.threads = static_cast<int>(a.get_int("--threads", 0));
+  if (o.device < 0) throw UsageError("--device must be >= 0");
+  if (o.threads < 0) throw UsageError("--threads must be >= 0");
+  return o;
+}
+
 std::string model_dir(const Args& a) {
   if (auto m = a.get("--model")) return *m;
   if (const char* env = std::getenv("DSV4_MODEL"); env != nullptr && *env != '\0') return env;
@@ -39,8 +49,27 @@ std::string model_dir(const Args& a) {
 }
 
 int cmd_info(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--model", "--context"}, {}, {{"-m", "--model"}});
-  const auto model = dsv4::Model::load(model_dir(a));
+  Args a(argc, argv, 2, {"--model", "--context", "--backend", "--device", "--threads"}, {}, {{"-m", "--model"}});
+  std::cout << "backends compiled in:";
+  for (const auto& b : dsv4::compiled_backends()) std::cout << " " << b;
+  std::cout << "\ndevices found:\n";
+  for (const auto& d : dsv4::available_devices())
+    std::cout << "  " << d.backend << ":" << d.device << "  " << d.name << ", " << human_bytes(static_cast<double>(d.memory_total))
+              << (d.threads > 0 ? ", " + std::to_string(d.threads) + " hardware threads" : std::string()) << "\n";
+  const auto model = dsv4::Model::load(model_dir(a), load_options(a));
+  {
+    const BackendInfo b = model->backend_info();
+    std::cout << "model bound to: " << b.name << ":" << b.device << " (" << b.device_name << ")";
+    if (b.threads > 0) std::cout << ", " << b.threads << " threads";
+    std::cout << ", kernel tier " << b.kernel_tier << "\n  formats:";
+    for (const auto& f : b.formats) std::cout << " " << f;
+    std::cout << "\n  ops:";
+    for (const auto& f : b.ops) std::cout << " " << f;
+    std::cout << "\n  weights " << human_bytes(static_cast<double>(b.weight_bytes)) << (b.name == "cpu" ? " (mapped, not copied)" : "")
+              << ", backend buffers " << human_bytes(static_cast<double>(b.buffer_bytes)) << ", memory "
+              << human_bytes(static_cast<double>(b.memory_available)) << " free of " << human_bytes(static_cast<double>(b.memory_total))
+              << "\n";
+  }
   const int64_t ctx = a.get_int("--context", 65536);
   if (ctx <= 0) throw UsageError("--context must be positive");
   const auto& c = model->config();
@@ -87,7 +116,7 @@ std::vector<int32_t> read_ids(const Args& a) {
 }
 
 int cmd_logits(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--model", "--ids", "--ids-file", "--output", "--chunks", "--threads", "--max-context"}, {},
+  Args a(argc, argv, 2, {"--model", "--ids", "--ids-file", "--output", "--chunks", "--threads", "--max-context", "--backend", "--device"}, {},
          {{"-m", "--model"}, {"-o", "--output"}});
   const std::string out_path = require(a, "--output");
   const auto ids = read_ids(a);
@@ -101,9 +130,8 @@ int cmd_logits(int argc, char** argv) {
   if (sum > static_cast<int64_t>(ids.size()))
     throw UsageError("--chunks add up to " + std::to_string(sum) + " but only " + std::to_string(ids.size()) + " ids were given");
   const auto t0 = std::chrono::steady_clock::now();
-  const auto model = dsv4::Model::load(model_dir(a));
+  const auto model = dsv4::Model::load(model_dir(a), load_options(a));
   dsv4::SessionOptions opt;
-  opt.threads = static_cast<int>(a.get_int("--threads", 0));
   opt.max_context = a.get_int("--max-context", std::max<int64_t>(static_cast<int64_t>(ids.size()), 16384));
   dsv4::Session s(model, opt);
   const int64_t V = s.vocab_size(), n = static_cast<int64_t>(ids.size());

@@ -60,7 +60,6 @@ Sampler make_sampler(const Args& a) {
 
 SessionOptions session_options(const Args& a, const Model& m) {
   SessionOptions o;
-  o.threads = static_cast<int>(a.get_int("--threads", 0));
   const int64_t max_pos = m.config().max_position_embeddings > 0 ? m.config().max_position_embeddings : 16384;
   o.max_context = a.get_int("--context", std::min<int64_t>(max_pos, 16384));
   if (o.max_context <= 0) throw UsageError("--context must be positive");
@@ -111,7 +110,7 @@ struct Printer {
 }  // namespace
 
 int cmd_generate(int argc, char** argv) {
-  std::set<std::string> valued = {"--model", "--prompt", "--max-tokens", "--think", "--threads", "--context", "--tokenizer"};
+  std::set<std::string> valued = {"--model", "--prompt", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--backend", "--device"};
   valued.insert(kSamplingFlags.begin(), kSamplingFlags.end());
   Args a(argc, argv, 2, valued, {"--greedy", "--raw", "--hide-reasoning", "--show-ids"}, {{"-m", "--model"}, {"-p", "--prompt"}, {"-n", "--max-tokens"}});
   const int64_t max_tokens = a.get_int("--max-tokens", 256);
@@ -122,7 +121,7 @@ int cmd_generate(int argc, char** argv) {
   const std::string text = a.get("--prompt") ? *a.get("--prompt") : read_stdin();
   if (text.empty()) throw UsageError("empty prompt: give -p TEXT or text on stdin");
 
-  const auto model = Model::load(model_dir(a));
+  const auto model = Model::load(model_dir(a), load_options(a));
   const Tokenizer tok = load_tokenizer(a);
   std::vector<int32_t> ids;
   std::optional<ChatFormat> fmt;
@@ -184,13 +183,13 @@ int cmd_generate(int argc, char** argv) {
 }
 
 int cmd_chat(int argc, char** argv) {
-  std::set<std::string> valued = {"--model", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--system"};
+  std::set<std::string> valued = {"--model", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--system", "--backend", "--device"};
   valued.insert(kSamplingFlags.begin(), kSamplingFlags.end());
   Args a(argc, argv, 2, valued, {"--greedy"}, {{"-m", "--model"}, {"-n", "--max-tokens"}});
   const ThinkMode mode = parse_think_mode(a.get("--think").value_or("none"));
   const int64_t max_tokens = a.get_int("--max-tokens", 512);
   Sampler sampler = make_sampler(a);
-  const auto model = Model::load(model_dir(a));
+  const auto model = Model::load(model_dir(a), load_options(a));
   const Tokenizer tok = load_tokenizer(a);
   const ChatFormat fmt(tok);
   Session session(model, session_options(a, *model));

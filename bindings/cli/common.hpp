@@ -5,6 +5,7 @@
 #include <string>
 
 #include "args.hpp"
+#include "dsv4/backend.hpp"
 
 namespace dsv4::cli {
 
@@ -15,6 +16,8 @@ extern const std::chrono::steady_clock::time_point g_process_start;
 std::string model_dir(const Args& a);
 std::string human_bytes(double bytes);
 std::string require(const Args& a, const std::string& flag);
+// --backend NAME (default cpu), --device N (default 0), --threads N (default: one per hardware thread).
+LoadOptions load_options(const Args& a);
 
 int cmd_info(int argc, char** argv);
 int cmd_logits(int argc, char** argv);

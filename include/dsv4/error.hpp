@@ -20,6 +20,7 @@ enum class ErrorKind {
   MissingTensor,    // a required tensor is absent from the checkpoint
   InvalidArgument,  // a caller-supplied value is out of range (token id, empty input, option)
   Capacity,         // a session limit (max_context) would be exceeded
+  Unsupported,      // a backend, device or feature that this build or machine does not have
 };
 
 class DSV4_API Error : public std::runtime_error {
@@ -43,6 +44,7 @@ DSV4_DECLARE_ERROR(ShapeError, Shape)
 DSV4_DECLARE_ERROR(MissingTensorError, MissingTensor)
 DSV4_DECLARE_ERROR(InvalidArgument, InvalidArgument)
 DSV4_DECLARE_ERROR(CapacityError, Capacity)
+DSV4_DECLARE_ERROR(UnsupportedError, Unsupported)
 #undef DSV4_DECLARE_ERROR
 
 }  // namespace dsv4

@@ -11,8 +11,15 @@
 //
 // Ownership and lifetimes: a Model is immutable after load and is shared through
 // std::shared_ptr; any number of Sessions on any threads may use it concurrently. Each Session
-// keeps the Model alive. A Session is not thread-safe: one call at a time. The span returned by
-// forward() points into the session and stays valid until the next forward() or reset().
+// keeps the Model alive. A model is loaded onto one backend (LoadOptions: cpu, or cuda where
+// built); that backend instance, its thread pool and its step buffers are shared by all the
+// model's sessions, whose steps take turns on it (sessions on N threads never start N pools).
+// Each Session owns its sequence state (caches) in the backend's memory.
+// A Session is not thread-safe: one call at a time. The span returned by forward() points into
+// the session and stays valid until the next forward(), forward_batch() or reset().
+//
+// Serving several sequences: forward_batch() feeds tokens of several sessions in shared steps, so
+// a decode step of B sessions reads each weight once.
 //
 // Errors: every failure throws a dsv4::Error subclass (dsv4/error.hpp). forward() validates its
 // input (empty, token id outside [0, vocab), context capacity) before touching any state, so a
@@ -27,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/backend.hpp"
 #include "dsv4/config.hpp"
 #include "dsv4/error.hpp"
 #include "dsv4/export.hpp"
@@ -46,30 +54,35 @@ struct ModelStats {
 class DSV4_API Model {
  public:
   // Loads config.json and the safetensors (single or sharded) of `dir`; binds and checks every
-  // tensor. Weights stay memory-mapped in their stored dtype. Throws IoError, FormatError,
-  // ConfigError, ShapeError or MissingTensorError.
+  // tensor, then binds the weights to the backend of `options` (CPU: views into the mapping, no
+  // copy). Weights stay in their stored dtype. Throws IoError, FormatError, ConfigError,
+  // ShapeError, MissingTensorError, or UnsupportedError for a backend / device this build or
+  // machine does not have.
   static std::shared_ptr<const Model> load(const std::filesystem::path& dir);
+  static std::shared_ptr<const Model> load(const std::filesystem::path& dir, const LoadOptions& options);
   ~Model();
 
   const ModelConfig& config() const;
   ModelStats stats() const;
   // Bytes a Session needs for its caches at `context` tokens (excluding per-call scratch).
   uint64_t session_state_bytes(int64_t context) const;
+  // The backend this model is bound to: what it is, what it supports, what memory it holds.
+  BackendInfo backend_info() const;
+  const LoadOptions& load_options() const;
 
   struct Impl;
-  const Impl& impl() const { return *impl_; }
-  // Internal: wraps an already-built Impl (synthetic in-memory models for `dsv4 bench`).
-  static std::shared_ptr<const Model> from_impl(std::unique_ptr<Impl> impl);
 
  private:
+  friend struct ModelAccess;  // library internals
   explicit Model(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
 struct SessionOptions {
-  int threads = 0;            // worker threads; 0 = one per hardware thread
+  int threads = 0;            // most of the model's worker threads this session's steps use; 0 = all
+                              // (the pool itself is sized by LoadOptions::threads)
   int64_t max_context = 0;    // cache capacity in tokens; 0 = min(max_position_embeddings, 16384)
-  int64_t max_batch = 512;    // longest run of tokens processed in one internal step (bounds scratch)
+  int64_t max_batch = 512;    // longest run of this session's tokens in one step (also capped by LoadOptions::max_batch)
   bool profile = false;       // accumulate time per op family (Session::profile())
 };
 
@@ -107,9 +120,10 @@ struct GenerateResult {
 };
 
 struct SessionMemory {
-  uint64_t state_bytes = 0;    // caches: window rows, compressor state, compressed entries, indexer keys
-  uint64_t scratch_bytes = 0;  // activations and per-thread buffers (grows to the largest step, then fixed)
-  uint64_t logits_bytes = 0;
+  uint64_t state_bytes = 0;    // this session's caches: window rows, compressor state, compressed entries, indexer keys
+  uint64_t scratch_bytes = 0;  // step buffers and per-thread scratch of the model's backend, shared by all its
+                               // sessions (grows to the largest step, then fixed)
+  uint64_t logits_bytes = 0;   // this session's host logits
   uint64_t total() const { return state_bytes + scratch_bytes + logits_bytes; }
 };
 
@@ -164,13 +178,23 @@ class DSV4_API Session {
   struct Impl;
 
  private:
-  friend void bench_fill_state(Session& s, int64_t position, uint64_t seed);
+  friend struct SessionAccess;  // library internals
   std::unique_ptr<Impl> impl_;
 };
 
-// Benchmark aid: sets the session as if `position` tokens had been fed, filling its caches
-// (window rows, compressor state, compressed entries, indexer keys) with random values, so
-// decode can be timed at a deep context without the prefill. Not for generating text.
-DSV4_API void bench_fill_state(Session& s, int64_t position, uint64_t seed);
+// One session's tokens in a batched call.
+struct BatchItem {
+  Session* session = nullptr;
+  std::span<const int32_t> tokens;
+};
+
+// Feeds each item's tokens to its session (at that session's position) in steps shared by all
+// items, so decode of B sessions reads each weight once. Afterwards each session's
+// last_logits() holds the logits of its last token, exactly as if it had been fed alone (to
+// rounding: see the README for which parts are bitwise equal). The sessions must be distinct and
+// of the same model; every item needs at least one token. All items are validated before any
+// state changes: on error nothing has changed. Each session is used by this call only (the
+// one-call-at-a-time rule of Session applies to every session in the batch).
+DSV4_API void forward_batch(std::span<const BatchItem> items);
 
 }  // namespace dsv4

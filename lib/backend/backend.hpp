@@ -1,54 +1,54 @@
-// The backend interface: every op of the forward pass, on buffers the backend can address.
+// The backend interface: memory, weight binding and every op of the forward pass.
 //
-// The forward pass (lib/model/forward.cpp) is written once against this interface; a backend
-// supplies the ops. The CPU backend is the complete implementation and the numerical oracle.
-// Conventions: row-major fp32 activations; `ld*` are row strides in elements; weights are MatW
-// views in their stored format, decoded inside the op. Ops never allocate per call beyond the
-// grow-only scratch they own, never throw on valid shapes, and may run multi-threaded.
+// The forward pass (lib/model/forward.cpp) is written once against this interface. A backend owns
+// its memory: activations, scratch, step buffers and every sequence's state are allocated with
+// alloc() and are *backend memory* — the forward pass computes addresses and passes them on, but
+// never reads or writes through them. Host ↔ backend traffic is explicit: upload() (the step's
+// ids and positions, a restored snapshot) and download() (logits, a snapshot).
+//
+// Conventions: row-major fp32 activations; `ld*` are row strides in elements; weights are views
+// (MatW, FVec) into the memory bind_weights() returned, in their stored format, decoded inside the
+// op. Per-step quantities (ids, positions, which sequence a row belongs to, where its state lives)
+// come from the step buffer (StepRef); an op's arguments other than the row count S never change
+// between two single-token decode steps. Ops never allocate per call beyond grow-only scratch they
+// own, and may run multi-threaded. One backend instance serves every session of a model: the
+// caller (the engine) runs one step at a time on it.
+//
+// The CPU backend (backend/cpu) is the complete implementation and the numerical oracle.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 
-#include "backend/workspace.hpp"
+#include "backend/step.hpp"
+#include "dsv4/backend.hpp"
 #include "dsv4/config.hpp"
 #include "model/weights.hpp"
 
 namespace dsv4 {
 
-struct RopeTable {          // cos/sin of the angles pos·f_i for a run of rows
-  const float* cos = nullptr;  // [rows, rd/2]
-  const float* sin = nullptr;
-};
-
 struct AttentionArgs {
-  int64_t S = 0, p0 = 0;      // new queries at absolute positions p0 … p0+S-1
+  int64_t S = 0;              // rows of the step
   int64_t H = 0, hd = 0, W = 0;
+  StepRef step;
+  int64_t layer = 0;          // whose state (ring, compressed entries) each row's sequence reads
   const float* q = nullptr;   // [S, H·hd], already normalised and rotated
-  const float* kv = nullptr;  // [S, hd] this chunk's window rows, rotated
-  const float* ring = nullptr;  // [W, hd] earlier rows: position j lives at row j % W
-  const float* entries = nullptr;  // [n, hd] compressed entries (null for sliding layers)
+  const float* kv = nullptr;  // [S, hd] this step's window rows, rotated (not yet in the ring)
+  bool entries = false;       // read the layer's compressed entries (CSA / HCA)
   int64_t ratio = 0;          // m, for the visibility rule w < (t+1)/m
-  const int32_t* select = nullptr;  // [S, topk] selected entries per query (CSA), -1 = none; null = all visible (HCA)
+  const int32_t* select = nullptr;  // [S, topk] selected entries per row (CSA), -1 = none; null = all visible (HCA)
   int64_t topk = 0;
   const float* sink = nullptr;  // [H]
   float* out = nullptr;       // [S, H·hd]
 };
 
-struct CompressorState {     // one compressor's running state (model.md §8)
-  float* pend_kv = nullptr;  // [m, c·width] rows of the unfinished window
-  float* pend_g = nullptr;   // [m, c·width] gates (ape added)
-  float* prev_kv = nullptr;  // [m, width] Ca half of the last complete window (overlap only)
-  float* prev_g = nullptr;
-  float* entries = nullptr;  // [capacity, width]
-  int64_t n_entries = 0;
-};
-
 struct IndexerArgs {
-  int64_t S = 0, p0 = 0, ratio = 0, nI = 0, ihd = 0, topk = 0;
+  int64_t S = 0, ratio = 0, nI = 0, ihd = 0, topk = 0;
+  StepRef step;
+  int64_t layer = 0;            // keys: the layer's indexer entries of each row's sequence
   const float* q = nullptr;     // [S, nI·ihd] rotated
-  const float* wts = nullptr;   // [S, nI] already scaled by nI^-0.5
-  const float* keys = nullptr;  // [n, ihd]
+  const float* wts = nullptr;   // [S, nI] head weights, multiplied by wts_scale in the op
+  float wts_scale = 1.0f;
   int32_t* select = nullptr;    // [S, topk] out
 };
 
@@ -62,14 +62,40 @@ struct LinearTask {
   int64_t ldy;
 };
 
+// Which compressor of a layer's state an op works on.
+enum class CompressorSlot : uint8_t { Attention, Indexer };
+
+// Work counters for benchmarks (not reset by steps; reset_stats() clears them).
+struct OpStats {
+  uint64_t expert_evals = 0;     // (token, routed expert) products
+  uint64_t experts_touched = 0;  // distinct routed experts per MoE call, summed over calls
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual std::string name() const = 0;
+  virtual BackendInfo info() const = 0;
   virtual bool supports(WFormat fmt) const = 0;
-  virtual int threads() const = 0;
-  virtual size_t scratch_bytes() const = 0;
 
+  // ---- memory ----
+  // `bytes` of zero-filled backend memory, 64-byte aligned, at a fixed address until release().
+  // Throws CapacityError when the backend's memory cannot hold it.
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void release(void* p) noexcept = 0;
+  virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within backend memory
+  // Binds a model's weights once: returns the views the ops read. A host backend returns the
+  // host views (zero copy); a device backend uploads every buffer once and returns device views.
+  virtual ModelWeights bind_weights(const ModelWeights& host, const ModelConfig& cfg) = 0;
+  // Bytes of op-internal scratch currently held.
+  virtual uint64_t scratch_bytes() const = 0;
+  // Most worker threads the following ops may use (0: all the backend has). Host setting.
+  virtual void set_thread_limit(int) {}
+  virtual OpStats stats() const { return {}; }
+  virtual void reset_stats() {}
+
+  // ---- ops ----
   // y[s, j] = Σ_i x[s, i] · W[r0 + j, i] for s < S, j < n.
   virtual void linear(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y,
                       int64_t ldy) = 0;
@@ -82,13 +108,16 @@ class Backend {
       linear(*k.w, k.r0, k.n, k.x, k.ldx, S, k.y, k.ldy);
     }
   }
-  // X[s, j, :] = table[ids[s]] for each of nc streams.
-  virtual void embed(const MatW& table, const int32_t* ids, int64_t S, int64_t nc, float* X) = 0;
+  // X[s, j, :] = table[step.ids[s]] for each of nc streams.
+  virtual void embed(const MatW& table, const StepRef& step, int64_t S, int64_t nc, float* X) = 0;
   // In place over `rows` rows of n (stride ld); weight may be null (unweighted).
   virtual void rms_norm(float* x, int64_t rows, int64_t n, int64_t ld, const float* weight, float eps) = 0;
-  // Rotate the rd channels starting at `offset` of each of `heads` heads (head stride hs) of each row.
+  // cos/sin [S, half] of the angles step.pos[s] · freqs[i], computed in double.
+  virtual void rope_tables(const StepRef& step, int64_t S, const double* freqs, int64_t half, float* cos, float* sin) = 0;
+  // Rotate the rd channels starting at `offset` of each of `heads` heads (head stride hs) of each
+  // row by that row's angles (cos/sin from rope_tables); inverse rotates back.
   virtual void rope(float* x, int64_t rows, int64_t ld, int64_t heads, int64_t hs, int64_t offset, int64_t rd,
-                    const RopeTable& t, bool inverse) = 0;
+                    const float* cos, const float* sin, bool inverse) = 0;
 
   // mHC: collapse the nc streams of X [S, nc·D] into xin [S, D] (normalised with norm_w) and
   // produce per-token coefficients coef [S, nc + nc·nc] (post weights, then C row-major).
@@ -100,17 +129,25 @@ class Backend {
   virtual void hc_head(const HyperW& hw, const ModelConfig& c, const float* X, int64_t S, float* h) = 0;
 
   virtual void attention(const AttentionArgs& a) = 0;
-  // Feeds projected kv/g rows [S, c·width] of positions p0… into the compressor, emitting entries
-  // (normalised and rotated at w·m with `freqs`, [rd/2] inverse frequencies).
-  virtual void compress(const CompressorW& w, CompressorState& st, const float* kv, const float* g, int64_t S,
-                        int64_t p0, const double* freqs, int64_t rd, float eps) = 0;
+  // Writes each sequence's last min(rows, W) window rows kv [S, hd] into its ring of `layer`.
+  virtual void store_window(const StepRef& step, int64_t S, int64_t layer, const float* kv, int64_t W, int64_t hd) = 0;
+  // Feeds projected kv/g rows [S, c·width] into each row's sequence's compressor of `layer`,
+  // emitting an entry per completed window (normalised and rotated at w·m with `freqs`, [rd/2]).
+  virtual void compress(const CompressorW& w, CompressorSlot slot, const StepRef& step, int64_t S, int64_t layer,
+                        const float* kv, const float* g, const double* freqs, int64_t rd, float eps) = 0;
   virtual void indexer_select(const IndexerArgs& a) = 0;
-  // out [S, D] = routed experts + shared expert of x [S, D].
-  virtual void moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const float* x, const int32_t* ids, int64_t S,
+  // out [S, D] = routed experts + shared expert of x [S, D]; hash routing reads step.ids.
+  virtual void moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const float* x, const StepRef& step, int64_t S,
                    float* out) = 0;
+  // dst[k, :] = src[step.out[k], :] for k < n (width floats per row, source stride ld).
+  virtual void gather_rows(const float* src, int64_t ld, const StepRef& step, int64_t n, int64_t width, float* dst) = 0;
 };
 
-// The CPU backend (Eigen + a thread pool). threads <= 0: one per hardware thread.
+// The CPU backend (Eigen + the machine's shared thread pool). threads <= 0: one per hardware thread.
 std::unique_ptr<Backend> make_cpu_backend(int threads);
+// The backend named in LoadOptions (throws UnsupportedError for one not built or a missing device).
+std::unique_ptr<Backend> make_backend(const LoadOptions& o);
+// The checks of make_backend without creating anything.
+void check_backend(const LoadOptions& o);
 
 }  // namespace dsv4

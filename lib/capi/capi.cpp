@@ -1,7 +1,9 @@
 // The C ABI: handles wrap the C++ objects; every entry point converts exceptions to statuses.
 #include "dsv4.h"
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 #include <new>
 #include <string>
 
@@ -10,6 +12,7 @@
 
 struct dsv4_model {
   std::shared_ptr<const dsv4::Model> m;
+  std::string backend;
 };
 struct dsv4_session {
   std::unique_ptr<dsv4::Session> s;
@@ -39,6 +42,7 @@ dsv4_status status_of(dsv4::ErrorKind k) {
     case dsv4::ErrorKind::MissingTensor: return DSV4_ERR_MISSING_TENSOR;
     case dsv4::ErrorKind::InvalidArgument: return DSV4_ERR_INVALID_ARGUMENT;
     case dsv4::ErrorKind::Capacity: return DSV4_ERR_CAPACITY;
+    case dsv4::ErrorKind::Unsupported: return DSV4_ERR_UNSUPPORTED;
   }
   return DSV4_ERR_INTERNAL;
 }
@@ -114,18 +118,52 @@ const char* dsv4_status_name(dsv4_status s) {
     case DSV4_ERR_CANCELLED: return "DSV4_ERR_CANCELLED";
     case DSV4_ERR_OUT_OF_MEMORY: return "DSV4_ERR_OUT_OF_MEMORY";
     case DSV4_ERR_INTERNAL: return "DSV4_ERR_INTERNAL";
+    case DSV4_ERR_UNSUPPORTED: return "DSV4_ERR_UNSUPPORTED";
   }
   return "DSV4_ERR_UNKNOWN";
 }
 
 void dsv4_set_log_callback(dsv4_log_fn cb, void* user_data) { dsv4::set_log_callback(cb, user_data); }
 
-dsv4_status dsv4_model_load(const char* dir, dsv4_model** out) {
+dsv4_load_params dsv4_load_default_params(void) {
+  dsv4_load_params p;
+  std::memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  p.backend = "cpu";
+  p.max_batch = 512;
+  return p;
+}
+
+dsv4_status dsv4_model_load_ex(const char* dir, const dsv4_load_params* params, dsv4_model** out) {
   DSV4_REQUIRE(dir != nullptr && out != nullptr, "dir and out must not be NULL");
+  dsv4_load_params p = dsv4_load_default_params();
+  if (params != nullptr) {
+    DSV4_REQUIRE(params->struct_size >= sizeof(size_t), "params->struct_size is not set (use dsv4_load_default_params())");
+    std::memcpy(&p, params, std::min(params->struct_size, sizeof p));
+  }
+  DSV4_REQUIRE(p.threads >= 0 && p.device >= 0 && p.max_batch > 0, "threads and device must be >= 0, max_batch > 0");
   return guard([&] {
-    auto m = dsv4::Model::load(dir);
-    *out = new dsv4_model{std::move(m)};
+    dsv4::LoadOptions o;
+    o.backend = p.backend != nullptr ? p.backend : "cpu";
+    o.device = p.device;
+    o.threads = p.threads;
+    o.max_batch = p.max_batch;
+    if (p.progress != nullptr)
+      o.progress = [fn = p.progress, ud = p.user_data](double f, std::string_view stage) { fn(f, std::string(stage).c_str(), ud); };
+    auto m = dsv4::Model::load(dir, o);
+    *out = new dsv4_model{std::move(m), o.backend};
   });
+}
+
+dsv4_status dsv4_model_load(const char* dir, dsv4_model** out) { return dsv4_model_load_ex(dir, nullptr, out); }
+const char* dsv4_model_backend(const dsv4_model* m) { return m ? m->backend.c_str() : ""; }
+const char* dsv4_compiled_backends(void) {
+  static const std::string list = [] {
+    std::string s;
+    for (const auto& b : dsv4::compiled_backends()) s += (s.empty() ? "" : ",") + b;
+    return s;
+  }();
+  return list.c_str();
 }
 void dsv4_model_free(dsv4_model* model) { delete model; }
 int64_t dsv4_model_vocab_size(const dsv4_model* m) { return m ? m->m->config().vocab_size : 0; }
@@ -167,6 +205,26 @@ dsv4_status dsv4_session_forward(dsv4_session* s, const int32_t* tokens, size_t 
     *logits = out.data();
     *n_floats = out.size();
   });
+}
+
+dsv4_status dsv4_forward_batch(dsv4_batch_item* items, size_t n_items) {
+  DSV4_REQUIRE(items != nullptr && n_items > 0, "items must not be NULL and n_items > 0");
+  for (size_t i = 0; i < n_items; ++i) {
+    DSV4_REQUIRE(items[i].session != nullptr, "item " + std::to_string(i) + ": session is NULL");
+    DSV4_REQUIRE(items[i].tokens != nullptr || items[i].n == 0, "item " + std::to_string(i) + ": tokens is NULL");
+  }
+  // Grow-only per thread: a batched decode step allocates nothing once warm.
+  thread_local std::vector<dsv4::BatchItem> batch;
+  batch.clear();
+  for (size_t i = 0; i < n_items; ++i) batch.push_back({items[i].session->s.get(), {items[i].tokens, items[i].n}});
+  const dsv4_status st = guard([&] { dsv4::forward_batch(batch); });
+  if (st != DSV4_OK) return st;
+  for (size_t i = 0; i < n_items; ++i) {
+    const auto l = items[i].session->s->last_logits();
+    items[i].logits = l.data();
+    items[i].n_floats = l.size();
+  }
+  return DSV4_OK;
 }
 
 dsv4_status dsv4_session_reset(dsv4_session* s) {

@@ -1,7 +1,8 @@
 #include <filesystem>
 
+#include "backend/backend.hpp"
 #include "model/model_impl.hpp"
-#include "model/rope.hpp"
+#include "model/state_layout.hpp"
 #include "util/log.hpp"
 
 namespace dsv4 {
@@ -9,35 +10,64 @@ namespace dsv4 {
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
-std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) {
+namespace {
+
+void report(const LoadOptions& o, double f, std::string_view stage) {
+  if (o.progress) o.progress(f, stage);
+}
+
+std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, std::unique_ptr<Backend> backend) {
+  const LoadOptions& o = impl->options;
+  if (o.max_batch <= 0) throw InvalidArgument("LoadOptions::max_batch must be positive");
+  report(o, 0.6, "binding weights to the backend");
+  if (!backend) backend = make_backend(o);
+  impl->engine = std::make_unique<Engine>(impl->cfg, impl->w, std::move(backend), o.max_batch);
+  report(o, 1.0, "ready");
+  return ModelAccess::wrap(std::move(impl));
+}
+
+}  // namespace
+
+std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) { return load(dir, LoadOptions{}); }
+
+std::shared_ptr<const Model> load_model_on(const std::filesystem::path& dir, const LoadOptions& options,
+                                           std::unique_ptr<Backend> backend) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec))
     throw IoError("model directory " + dir.string() + " does not exist or is not a directory");
+  if (!backend) backend = make_backend(options);  // an unknown backend or device fails before any file is read
+  report(options, 0.0, "reading config.json");
   ModelConfig cfg = ModelConfig::load(dir / "config.json");
+  report(options, 0.1, "mapping the safetensors");
   TensorStore store(dir);
-  ModelWeights w = bind_weights(cfg, store);
-  auto impl = std::unique_ptr<Impl>(new Impl{std::move(cfg), std::move(store), std::move(w), {}, {}, {}});
-  impl->freq_main = rope_frequencies(impl->cfg.rope_main, impl->cfg.rope_dim);
-  impl->freq_compress = rope_frequencies(impl->cfg.rope_compress, impl->cfg.rope_dim);
+  report(options, 0.4, "checking and binding tensors");
+  auto impl = std::unique_ptr<Model::Impl>(new Model::Impl{std::move(cfg), std::move(store), {}, {}, {}, options, {}});
+  impl->w = bind_weights(impl->cfg, impl->store, impl->small);
   log(LogLevel::Info, "loaded " + dir.string() + ": " + std::to_string(impl->store.size()) + " tensors, " +
                           std::to_string(impl->cfg.num_layers) + " layers (" +
                           (impl->w.layout == CheckpointLayout::Published ? "published" : "huggingface") + " layout)");
-  return from_impl(std::move(impl));
+  return finish(std::move(impl), std::move(backend));
 }
 
-std::shared_ptr<const Model> Model::from_impl(std::unique_ptr<Impl> impl) {
-  return std::shared_ptr<const Model>(new Model(std::move(impl)));
+std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir, const LoadOptions& options) {
+  return load_model_on(dir, options, nullptr);
 }
 
-std::shared_ptr<const Model> make_model(ModelConfig cfg, TensorStore store, std::unique_ptr<Arena> owned) {
-  ModelWeights w = bind_weights(cfg, store);
-  auto impl = std::unique_ptr<Model::Impl>(new Model::Impl{std::move(cfg), std::move(store), std::move(w), {}, {}, std::move(owned)});
-  impl->freq_main = rope_frequencies(impl->cfg.rope_main, impl->cfg.rope_dim);
-  impl->freq_compress = rope_frequencies(impl->cfg.rope_compress, impl->cfg.rope_dim);
-  return Model::from_impl(std::move(impl));
+std::shared_ptr<const Model> make_model(ModelConfig cfg, TensorStore store, std::unique_ptr<Arena> owned,
+                                        const LoadOptions& options, std::unique_ptr<Backend> backend) {
+  auto impl = std::unique_ptr<Model::Impl>(new Model::Impl{std::move(cfg), std::move(store), {}, {}, std::move(owned), options, {}});
+  impl->w = bind_weights(impl->cfg, impl->store, impl->small);
+  return finish(std::move(impl), std::move(backend));
 }
 
 const ModelConfig& Model::config() const { return impl_->cfg; }
+const LoadOptions& Model::load_options() const { return impl_->options; }
+
+BackendInfo Model::backend_info() const {
+  BackendInfo b = impl_->engine->backend().info();
+  b.buffer_bytes += impl_->engine->step_buffer_bytes();
+  return b;
+}
 
 ModelStats Model::stats() const {
   ModelStats st;
@@ -57,19 +87,6 @@ ModelStats Model::stats() const {
   return st;
 }
 
-uint64_t Model::session_state_bytes(int64_t context) const {
-  const ModelConfig& c = impl_->cfg;
-  uint64_t b = 0;
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    b += static_cast<uint64_t>(c.sliding_window * c.head_dim);
-    if (c.attn_kind[l] == AttnKind::Sliding) continue;
-    const int64_t m = c.compress_ratio[l];
-    const int64_t cw = c.attn_kind[l] == AttnKind::CSA ? 2 : 1;
-    b += static_cast<uint64_t>((context / m + 1) * c.head_dim + 2 * m * cw * c.head_dim + (cw - 1) * 2 * m * c.head_dim);
-    if (c.attn_kind[l] == AttnKind::CSA)
-      b += static_cast<uint64_t>((context / m + 1) * c.index_head_dim + 4 * m * c.index_head_dim + 2 * m * c.index_head_dim);
-  }
-  return b * sizeof(float);
-}
+uint64_t Model::session_state_bytes(int64_t context) const { return StateLayout::make(impl_->cfg, context).bytes; }
 
 }  // namespace dsv4

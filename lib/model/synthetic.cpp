@@ -184,7 +184,8 @@ std::string preset_config_json(const std::string& name, int64_t layers) {
   return truncate_config_json(j.dump(), layers);
 }
 
-std::shared_ptr<const Model> make_synthetic_model(const ModelConfig& c, uint64_t seed, int threads, uint64_t* bytes) {
+std::shared_ptr<const Model> make_synthetic_model(const ModelConfig& c, uint64_t seed, const LoadOptions& options, uint64_t* bytes) {
+  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   Builder b(c, seed);
   const int64_t D = c.hidden_size, V = c.vocab_size, nc = c.hc_mult, H = c.num_heads, hd = c.head_dim, Q = c.q_lora_rank,
                 G = c.o_groups, R = c.o_lora_rank, E = c.n_routed_experts, I = c.moe_intermediate_size, K = c.experts_per_token;
@@ -251,7 +252,7 @@ std::shared_ptr<const Model> make_synthetic_model(const ModelConfig& c, uint64_t
   }
   b.run(threads);
   if (bytes != nullptr) *bytes = b.total;
-  return make_model(c, std::move(b.store), std::move(b.owned));
+  return make_model(c, std::move(b.store), std::move(b.owned), options);
 }
 
 }  // namespace dsv4

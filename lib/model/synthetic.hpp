@@ -18,7 +18,9 @@ std::string preset_config_json(const std::string& name, int64_t layers);
 // Keeps the first `layers` layers of a config (published or HF layout JSON).
 std::string truncate_config_json(const std::string& json_text, int64_t layers);
 
-// Allocates and fills every tensor with `threads` threads; `bytes` receives the total allocated.
-std::shared_ptr<const Model> make_synthetic_model(const ModelConfig& cfg, uint64_t seed, int threads, uint64_t* bytes = nullptr);
+// Allocates and fills every tensor with options.threads threads and binds the model to the
+// backend of `options`; `bytes` receives the total allocated.
+std::shared_ptr<const Model> make_synthetic_model(const ModelConfig& cfg, uint64_t seed, const LoadOptions& options,
+                                                  uint64_t* bytes = nullptr);
 
 }  // namespace dsv4

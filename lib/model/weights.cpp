@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "dsv4/error.hpp"
+#include "model/rope.hpp"
 #include "quant/formats.hpp"
 
 namespace dsv4 {
@@ -55,7 +56,7 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 class Binder {
  public:
-  Binder(const ModelConfig& c, const TensorStore& s) : cfg(c), store(s) {}
+  Binder(const ModelConfig& c, const TensorStore& s, SmallParams& sm) : cfg(c), store(s), small(sm) {}
 
   [[noreturn]] void mismatch(const TensorRef& t, const std::string& expected) const {
     throw ShapeError("tensor '" + t.name() + "': expected " + expected + ", found " +
@@ -107,7 +108,7 @@ class Binder {
   }
 
   // A float vector/tensor of the given shape stored as F32/BF16/F16, decoded to fp32 (small tensors only).
-  std::vector<float> floats(const std::string& name, const std::vector<int64_t>& shape) const {
+  FVec floats(const std::string& name, const std::vector<int64_t>& shape) const {
     const TensorRef t = store.get(name);
     if (t.info->dtype != DType::F32 && t.info->dtype != DType::BF16 && t.info->dtype != DType::F16)
       mismatch(t, "F32|BF16|F16 " + shape_str(shape));
@@ -122,7 +123,7 @@ class Binder {
         v[i] = t.info->dtype == DType::BF16 ? quant::bf16_to_f32(b) : quant::f16_to_f32(b);
       }
     }
-    return v;
+    return small.keep(std::move(v));
   }
 
   // A view of rows [r0, r0 + rows) of a plain (F32/BF16/F16) 3-D stacked tensor [E, R, C] at expert e.
@@ -164,6 +165,7 @@ class Binder {
 
   const ModelConfig& cfg;
   const TensorStore& store;
+  SmallParams& small;
 };
 
 
@@ -255,7 +257,16 @@ LayerW bind_layer(const Binder& b, int64_t l, bool hf) {
 
 }  // namespace
 
-ModelWeights bind_weights(const ModelConfig& cfg, const TensorStore& store) {
+FVec SmallParams::keep(std::vector<float> v) {
+  floats.push_back(std::move(v));  // moving a vector keeps its heap buffer: earlier views stay valid
+  return FVec::of(floats.back());
+}
+DVec SmallParams::keep(std::vector<double> v) {
+  doubles.push_back(std::move(v));
+  return DVec::of(doubles.back());
+}
+
+ModelWeights bind_weights(const ModelConfig& cfg, const TensorStore& store, SmallParams& small) {
   ModelWeights w;
   bool hf;
   if (store.has("embed.weight")) hf = false;
@@ -264,7 +275,7 @@ ModelWeights bind_weights(const ModelConfig& cfg, const TensorStore& store) {
     throw MissingTensorError("cannot recognise the checkpoint layout at " + store.root().string() +
                              ": neither 'embed.weight' (published) nor 'model.embed_tokens.weight' (Hugging Face) is present");
   w.layout = hf ? CheckpointLayout::HuggingFace : CheckpointLayout::Published;
-  Binder b(cfg, store);
+  Binder b(cfg, store, small);
   const int64_t V = cfg.vocab_size, D = cfg.hidden_size, nc = cfg.hc_mult;
   w.embed = b.mat(hf ? "model.embed_tokens.weight" : "embed.weight", V, D);
   w.head = b.mat(hf ? "lm_head.weight" : "head.weight", V, D);
@@ -276,7 +287,58 @@ ModelWeights bind_weights(const ModelConfig& cfg, const TensorStore& store) {
   for (int64_t l = 0; l < cfg.num_layers; ++l) w.layers.push_back(bind_layer(b, l, hf));
   for (const auto& n : store.names())
     if (n.rfind("mtp.", 0) == 0 || n.rfind("model.mtp.", 0) == 0) w.mtp_tensors.push_back(n);
+  w.freq_main = small.keep(rope_frequencies(cfg.rope_main, cfg.rope_dim));
+  w.freq_compress = small.keep(rope_frequencies(cfg.rope_compress, cfg.rope_dim));
   return w;
+}
+
+void visit_weights(ModelWeights& w, const ModelConfig& cfg, WeightVisitor& v) {
+  auto hyper = [&](HyperW& h) {
+    v.matrix(h.fn);
+    v.floats(h.base);
+    v.floats(h.scale);
+  };
+  auto expert = [&](ExpertW& e) {
+    v.matrix(e.w1);
+    v.matrix(e.w3);
+    v.matrix(e.w2);
+  };
+  auto comp = [&](CompressorW& c) {
+    v.matrix(c.wkv);
+    v.matrix(c.wgate);
+    v.floats(c.ape);
+    v.floats(c.norm);
+  };
+  v.matrix(w.embed);
+  v.matrix(w.head);
+  v.floats(w.norm);
+  hyper(w.hc_head);
+  v.doubles(w.freq_main);
+  v.doubles(w.freq_compress);
+  for (LayerW& l : w.layers) {
+    hyper(l.hc_attn);
+    hyper(l.hc_ffn);
+    v.floats(l.attn_norm);
+    v.floats(l.ffn_norm);
+    AttentionW& a = l.attn;
+    v.floats(a.sink);
+    for (MatW* m : {&a.wq_a, &a.wq_b, &a.wkv, &a.wo_a, &a.wo_b}) v.matrix(*m);
+    v.floats(a.q_norm);
+    v.floats(a.kv_norm);
+    if (a.compressor) comp(*a.compressor);
+    if (a.indexer) {
+      v.matrix(a.indexer->wq_b);
+      v.matrix(a.indexer->weights_proj);
+      comp(a.indexer->compressor);
+    }
+    MoeW& m = l.moe;
+    v.matrix(m.gate);
+    v.floats(m.bias);
+    if (m.tid2eid != nullptr)
+      v.bytes(m.tid2eid, static_cast<size_t>(cfg.vocab_size * cfg.experts_per_token) * (m.tid2eid_is_i64 ? 8 : 4));
+    for (ExpertW& e : m.experts) expert(e);
+    if (m.shared) expert(*m.shared);
+  }
 }
 
 }  // namespace dsv4

@@ -19,6 +19,25 @@ enum class WFormat : uint8_t {
 };
 const char* wformat_name(WFormat f);
 
+// A read-only vector of small parameters (norm weights, biases, sinks, RoPE frequencies) in the
+// memory of the backend the weights are bound to. It views storage owned elsewhere (the Model
+// for host weights, the backend for device copies); it never owns.
+template <class T>
+struct VecView {
+  const T* ptr = nullptr;
+  int64_t n = 0;
+  VecView() = default;
+  VecView(const T* p, int64_t count) : ptr(p), n(count) {}
+  static VecView of(const std::vector<T>& v) { return {v.data(), static_cast<int64_t>(v.size())}; }
+  static VecView of(const std::vector<T>&&) = delete;  // would dangle
+  const T* data() const { return ptr; }
+  size_t size() const { return static_cast<size_t>(n); }
+  bool empty() const { return n == 0; }
+  const T& operator[](size_t i) const { return ptr[i]; }
+};
+using FVec = VecView<float>;
+using DVec = VecView<double>;
+
 // A matrix W[rows, cols] used as y = x Wᵀ. Points into the mapped file.
 struct MatW {
   WFormat fmt = WFormat::F32;
@@ -32,8 +51,8 @@ struct MatW {
 
 struct HyperW {  // one mHC site
   MatW fn;                   // [(2+nc)·nc, nc·D] (or [nc, nc·D] for the head)
-  std::vector<float> base;   // [(2+nc)·nc]
-  std::vector<float> scale;  // [3] (or [1])
+  FVec base;                 // [(2+nc)·nc]
+  FVec scale;                // [3] (or [1])
 };
 
 struct CompressorW {
@@ -41,8 +60,8 @@ struct CompressorW {
   int64_t width = 0;         // output width (hd, or ihd for the indexer)
   bool overlap = false;      // CSA: two series of `width` channels pooled over 2m slots
   MatW wkv, wgate;           // [c·width, D]
-  std::vector<float> ape;    // [m, c·width]
-  std::vector<float> norm;   // [width]
+  FVec ape;                  // [m, c·width]
+  FVec norm;                 // [width]
 };
 
 struct IndexerW {
@@ -52,9 +71,9 @@ struct IndexerW {
 };
 
 struct AttentionW {
-  std::vector<float> sink;   // [H]
+  FVec sink;                 // [H]
   MatW wq_a, wq_b, wkv, wo_a, wo_b;
-  std::vector<float> q_norm, kv_norm;
+  FVec q_norm, kv_norm;
   std::optional<CompressorW> compressor;
   std::optional<IndexerW> indexer;
 };
@@ -65,8 +84,8 @@ struct ExpertW {
 
 struct MoeW {
   MatW gate;                 // [E, D]
-  std::vector<float> bias;   // [E] (top-k layers)
-  const uint8_t* tid2eid = nullptr;  // [V, k] (hash layers)
+  FVec bias;                 // [E] (top-k layers)
+  const uint8_t* tid2eid = nullptr;  // [V, k] I64 or I32 (hash layers)
   bool tid2eid_is_i64 = true;
   std::vector<ExpertW> experts;
   std::optional<ExpertW> shared;
@@ -75,7 +94,7 @@ struct MoeW {
 
 struct LayerW {
   HyperW hc_attn, hc_ffn;
-  std::vector<float> attn_norm, ffn_norm;
+  FVec attn_norm, ffn_norm;
   AttentionW attn;
   MoeW moe;
 };
@@ -85,14 +104,35 @@ enum class CheckpointLayout { Published, HuggingFace };
 struct ModelWeights {
   CheckpointLayout layout = CheckpointLayout::Published;
   MatW embed, head;          // [V, D]
-  std::vector<float> norm;   // [D]
+  FVec norm;                 // [D]
   HyperW hc_head;
   std::vector<LayerW> layers;
+  DVec freq_main, freq_compress;  // RoPE inverse frequencies [rd/2] (model.md §1)
   std::vector<std::string> mtp_tensors;  // names of the MTP block's tensors, kept for later use
 };
 
-// Binds every tensor the config implies, checking dtype and shape. Throws ShapeError /
-// MissingTensorError / FormatError with expected-vs-actual in the message.
-ModelWeights bind_weights(const ModelConfig& cfg, const TensorStore& store);
+// Storage of the small parameters that ModelWeights views (decoded to fp32 at load).
+struct SmallParams {
+  std::vector<std::vector<float>> floats;
+  std::vector<std::vector<double>> doubles;
+  FVec keep(std::vector<float> v);
+  DVec keep(std::vector<double> v);
+};
+
+// Binds every tensor the config implies, checking dtype and shape; small parameters are decoded
+// into `small`, which must outlive the result. Throws ShapeError / MissingTensorError /
+// FormatError with expected-vs-actual in the message.
+ModelWeights bind_weights(const ModelConfig& cfg, const TensorStore& store, SmallParams& small);
+
+// Every buffer of a ModelWeights, for a backend that copies the weights into its own memory
+// (the visitor may repoint each view). Each matrix is visited once with its data and scales.
+struct WeightVisitor {
+  virtual ~WeightVisitor() = default;
+  virtual void matrix(MatW& w) = 0;
+  virtual void floats(FVec& v) = 0;
+  virtual void doubles(DVec& v) = 0;
+  virtual void bytes(const uint8_t*& p, size_t n) = 0;  // raw tables (tid2eid)
+};
+void visit_weights(ModelWeights& w, const ModelConfig& cfg, WeightVisitor& v);
 
 }  // namespace dsv4

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <chrono>
+#include <map>
 #include <new>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -16,6 +17,21 @@ namespace dsv4 {
 namespace {
 constexpr auto kSpin = std::chrono::microseconds(200);  // spin before blocking (typical gap between ops)
 }  // namespace
+
+std::shared_ptr<ThreadPool> ThreadPool::shared(int threads) {
+  if (threads <= 0) {
+    const unsigned hw = std::thread::hardware_concurrency();
+    threads = hw == 0 ? 1 : static_cast<int>(hw);
+  }
+  static std::mutex mu;
+  static std::map<int, std::weak_ptr<ThreadPool>> pools;
+  std::lock_guard<std::mutex> lk(mu);
+  std::weak_ptr<ThreadPool>& slot = pools[threads];
+  if (auto p = slot.lock()) return p;
+  auto p = std::make_shared<ThreadPool>(threads);
+  slot = p;
+  return p;
+}
 
 ThreadPool::ThreadPool(int threads) : scratch_(static_cast<size_t>(std::max(threads, 1))) {
   for (int t = 1; t < std::max(threads, 1); ++t) workers_.emplace_back([this, t] { worker(t); });

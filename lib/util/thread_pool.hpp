@@ -1,13 +1,15 @@
 // A fixed pool of worker threads for data-parallel loops, with per-thread scratch memory.
 //
 // parallel_for splits [0, n) into contiguous ranges, one per participating thread (the caller
-// is thread 0), and returns when all ranges are done. No allocation per call. Not re-entrant:
-// one parallel_for at a time per pool (each Session owns its pool). Workers spin briefly
-// before sleeping, so the many small ops of a decode step do not pay a wake-up each.
+// is thread 0), and returns when all ranges are done. No allocation per call. One pool serves a
+// whole process (shared()): callers from several threads take turns, one parallel_for at a time
+// (a body must not call parallel_for). Workers spin briefly before sleeping, so the many small
+// ops of a decode step do not pay a wake-up each.
 #pragma once
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -21,13 +23,20 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
+  // The process-wide pool of `threads` threads (<= 0: one per hardware thread), created on first
+  // use and kept while anyone holds it: every CPU backend of that size shares one set of workers.
+  static std::shared_ptr<ThreadPool> shared(int threads);
+
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // fn(int tid, int64_t begin, int64_t end); every range holds at least `grain` items except the last.
+  // fn(int tid, int64_t begin, int64_t end); every range holds at least `grain` items except the
+  // last; at most `max_parts` ranges when it is positive.
   template <class F>
-  void parallel_for(int64_t n, int64_t grain, F&& fn) {
+  void parallel_for(int64_t n, int64_t grain, F&& fn, int max_parts = 0) {
     if (n <= 0) return;
-    const int64_t parts = std::min<int64_t>(size(), (n + std::max<int64_t>(grain, 1) - 1) / std::max<int64_t>(grain, 1));
+    const int64_t cap = max_parts > 0 ? std::min(max_parts, size()) : size();
+    const int64_t parts = std::min<int64_t>(cap, (n + std::max<int64_t>(grain, 1) - 1) / std::max<int64_t>(grain, 1));
+    std::lock_guard<std::mutex> turn(turn_);  // one caller at a time (thread 0's scratch is shared too)
     if (parts <= 1) {
       fn(0, int64_t{0}, n);
       return;
@@ -37,7 +46,8 @@ class ThreadPool {
         [](void* ctx, int tid, int64_t b, int64_t e) { (*static_cast<Fn*>(ctx))(tid, b, e); });
   }
 
-  // Grow-only scratch of at least `floats` floats owned by thread `tid`, 64-byte aligned.
+  // Grow-only scratch of at least `floats` floats owned by thread `tid`, 64-byte aligned. Only
+  // valid inside a parallel_for body (that is what makes it private to the caller).
   float* scratch(int tid, size_t floats);
   size_t scratch_bytes() const;
 
@@ -48,6 +58,7 @@ class ThreadPool {
   void do_part(int part);
 
   std::vector<std::thread> workers_;
+  std::mutex turn_;
   std::mutex mu_;
   std::condition_variable cv_start_, cv_done_;
   std::atomic<uint64_t> generation_{0};

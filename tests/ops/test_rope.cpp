@@ -1,10 +1,8 @@
-// RoPE frequency tables (plain and YaRN) and the interleaved trailing-slice rotation.
+// RoPE frequency tables (plain and YaRN). The rotation itself is an op: ops/cases_norm_rope.cpp.
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <complex>
 
-#include "backend/cpu/cpu_backend.hpp"
 #include "model/rope.hpp"
 #include "support/support.hpp"
 
@@ -37,34 +35,5 @@ TEST_CASE("YaRN at the V4-Flash settings keeps channels <= 15 / divides channels
       const double ramp = (i - 15) / 10.0;
       CHECK(f[i] == doctest::Approx(base / 16 * ramp + base * (1 - ramp)).epsilon(1e-14));
     }
-  }
-}
-
-TEST_CASE("rope rotates pairs (2i / 2i+1) of the trailing slice / inverse undoes it") {
-  CpuBackend be(2);
-  RopeParams p;
-  const int64_t hd = 24, rd = 8, heads = 3;
-  const auto f = rope_frequencies(p, rd);
-  for (int64_t rows : {1, 13, 137}) {
-    const int64_t p0 = 1000;
-    std::vector<float> cs(static_cast<size_t>(rows * rd / 2)), sn(cs.size());
-    rope_table(f, p0, rows, cs.data(), sn.data());
-    auto x = random_floats(static_cast<size_t>(rows * heads * hd), 5);
-    auto y = x;
-    be.rope(y.data(), rows, heads * hd, heads, hd, hd - rd, rd, {cs.data(), sn.data()}, false);
-    int64_t bad = 0;
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t h = 0; h < heads; ++h) {
-        const size_t b = static_cast<size_t>(r * heads * hd + h * hd);
-        for (int64_t i = 0; i < hd - rd; ++i) bad += y[b + i] != x[b + i];  // nope channels untouched
-        for (int64_t i = 0; i < rd / 2; ++i) {
-          const std::complex<double> z(x[b + hd - rd + 2 * i], x[b + hd - rd + 2 * i + 1]);
-          const auto w = z * std::polar(1.0, static_cast<double>(p0 + r) * f[static_cast<size_t>(i)]);
-          bad += std::fabs(w.real() - y[b + hd - rd + 2 * i]) > 1e-5 || std::fabs(w.imag() - y[b + hd - rd + 2 * i + 1]) > 1e-5;
-        }
-      }
-    CHECK(bad == 0);
-    be.rope(y.data(), rows, heads * hd, heads, hd, hd - rd, rd, {cs.data(), sn.data()}, true);
-    CHECK(rel_err(y.data(), x.data(), x.size()) < 1e-6);
   }
 }

@@ -1,19 +1,169 @@
+// The CPU backend: construction, capabilities, memory, weight binding; and backend selection.
 #include "backend/cpu/cpu_backend.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <new>
 #include <thread>
+#include <unordered_map>
+
+#include "backend/cpu/linear/gemv.hpp"
+#include "dsv4/error.hpp"
 
 namespace dsv4 {
 
 namespace {
-int resolve_threads(int threads) {
-  if (threads > 0) return threads;
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : static_cast<int>(hw);
+
+constexpr size_t kMapThreshold = size_t{1} << 18;  // larger blocks are anonymous mappings: zero pages, lazily committed
+
+// Sizes of live mappings, for release() (munmap needs the length).
+std::mutex g_map_mu;
+std::unordered_map<void*, size_t>& mappings() {
+  static std::unordered_map<void*, size_t> m;
+  return m;
 }
+
+std::string cpu_model_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      const auto p = line.find(':');
+      if (p != std::string::npos) return line.substr(line.find_first_not_of(' ', p + 1));
+    }
+  return "cpu";
+}
+
+uint64_t phys_bytes(int name) {
+  const long pages = sysconf(name), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
+}
+
 }  // namespace
 
-CpuBackend::CpuBackend(int threads) : pool_(resolve_threads(threads)) {}
+CpuBackend::CpuBackend(int threads) : pool_(ThreadPool::shared(threads)) {}
+CpuBackend::~CpuBackend() = default;
+
+BackendInfo CpuBackend::info() const {
+  BackendInfo b;
+  b.name = "cpu";
+  b.device = 0;
+  b.device_name = cpu_model_name();
+  b.kernel_tier = gemv_tier();
+  b.threads = threads();
+  b.memory_total = phys_bytes(_SC_PHYS_PAGES);
+  b.memory_available = phys_bytes(_SC_AVPHYS_PAGES);
+  {
+    std::lock_guard<std::mutex> lk(mem_mu_);
+    b.weight_bytes = weight_bytes_;
+    b.buffer_bytes = buffer_bytes_ + scratch_bytes();
+  }
+  b.formats = {"F32", "BF16", "F16", "FP8", "FP4"};
+  b.ops = {"linear", "embed", "rms_norm", "rope", "mhc", "attention", "compressor", "indexer", "moe", "gather"};
+  b.graphs = false;
+  return b;
+}
+
+void* CpuBackend::alloc(size_t bytes) {
+  if (bytes == 0) bytes = 64;
+  void* p = nullptr;
+  if (bytes >= kMapThreshold) {
+    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+      throw CapacityError("cpu backend: cannot map " + std::to_string(bytes) + " bytes (" + std::strerror(errno) + ")");
+    std::lock_guard<std::mutex> lk(g_map_mu);
+    mappings()[p] = bytes;
+  } else {
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    p = std::aligned_alloc(64, rounded);
+    if (p == nullptr) throw CapacityError("cpu backend: cannot allocate " + std::to_string(bytes) + " bytes");
+    std::memset(p, 0, rounded);
+  }
+  std::lock_guard<std::mutex> lk(mem_mu_);
+  buffer_bytes_ += bytes;
+  return p;
+}
+
+void CpuBackend::release(void* p) noexcept {
+  if (p == nullptr) return;
+  size_t len = 0;
+  {
+    std::lock_guard<std::mutex> lk(g_map_mu);
+    auto it = mappings().find(p);
+    if (it != mappings().end()) {
+      len = it->second;
+      mappings().erase(it);
+    }
+  }
+  if (len > 0) {
+    munmap(p, len);
+    std::lock_guard<std::mutex> lk(mem_mu_);
+    buffer_bytes_ -= len;
+    return;
+  }
+  std::free(p);  // small blocks are not counted back exactly (their size is not kept); they are few
+}
+
+void CpuBackend::upload(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+void CpuBackend::download(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memmove(dst, src, bytes);
+}
+
+ModelWeights CpuBackend::bind_weights(const ModelWeights& host, const ModelConfig& cfg) {
+  // Zero copy: the ops read the mapped checkpoint (and the model's decoded small parameters).
+  struct Count final : WeightVisitor {
+    uint64_t n = 0;
+    void matrix(MatW& w) override { n += w.bytes(); }
+    void floats(FVec& v) override { n += v.size() * sizeof(float); }
+    void doubles(DVec& v) override { n += v.size() * sizeof(double); }
+    void bytes(const uint8_t*&, size_t k) override { n += k; }
+  } count;
+  ModelWeights w = host;
+  visit_weights(w, cfg, count);
+  std::lock_guard<std::mutex> lk(mem_mu_);
+  weight_bytes_ += count.n;
+  return w;
+}
 
 std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+
+std::vector<std::string> compiled_backends() { return {"cpu"}; }
+
+std::vector<DeviceInfo> available_devices() {
+  DeviceInfo d;
+  d.backend = "cpu";
+  d.device = 0;
+  d.name = cpu_model_name();
+  d.memory_total = phys_bytes(_SC_PHYS_PAGES);
+  const unsigned hw = std::thread::hardware_concurrency();
+  d.threads = hw == 0 ? 1 : static_cast<int>(hw);
+  return {d};
+}
+
+void check_backend(const LoadOptions& o) {
+  if (o.threads < 0) throw InvalidArgument("LoadOptions::threads must be >= 0 (0: one per hardware thread)");
+  if (o.max_batch <= 0) throw InvalidArgument("LoadOptions::max_batch must be positive");
+  if (o.backend == "cpu") {
+    if (o.device != 0) throw UnsupportedError("backend cpu has one device (0); device " + std::to_string(o.device) + " does not exist");
+    return;
+  }
+  if (o.backend == "cuda")
+    throw UnsupportedError("backend cuda is not built into this library (it was compiled without DSV4_CUDA); available: cpu");
+  throw UnsupportedError("unknown backend '" + o.backend + "' (this build has: cpu)");
+}
+
+std::unique_ptr<Backend> make_backend(const LoadOptions& o) {
+  check_backend(o);
+  return make_cpu_backend(o.threads);
+}
 
 }  // namespace dsv4

@@ -1,51 +1,76 @@
-// The CPU backend: every op of backend.hpp, multi-threaded with a private pool.
-// Its methods are defined one op family per folder (linear/, norm/, mhc/, attention/, moe/).
+// The CPU backend: every op of backend.hpp, multi-threaded on the process-wide pool.
+// Its methods are defined one op family per folder (linear/, norm/, mhc/, attention/, moe/);
+// memory.cpp holds allocation and weight binding.
 #pragma once
+#include <mutex>
+
 #include "backend/backend.hpp"
+#include "backend/workspace.hpp"
 #include "util/thread_pool.hpp"
 
 namespace dsv4 {
 
-class CpuBackend final : public Backend {
+class CpuBackend : public Backend {
  public:
   explicit CpuBackend(int threads);
-  std::string name() const override { return "cpu"; }
+  ~CpuBackend() override;
+  BackendInfo info() const override;
   bool supports(WFormat) const override { return true; }
-  int threads() const override { return pool_.size(); }
-  size_t scratch_bytes() const override { return pool_.scratch_bytes() + ws_.bytes(); }
+  // Worker threads the ops use now (the pool size, or less under set_thread_limit).
+  int threads() const { return limit_ > 0 && limit_ < pool_->size() ? limit_ : pool_->size(); }
+  uint64_t scratch_bytes() const override { return pool_->scratch_bytes() + ws_.bytes(); }
+  void set_thread_limit(int n) override { limit_ = n; }
+  OpStats stats() const override { return stats_; }
+  void reset_stats() override { stats_ = {}; }
+
+  void* alloc(size_t bytes) override;
+  void release(void* p) noexcept override;
+  void upload(void* dst, const void* src, size_t bytes) override;
+  void download(void* dst, const void* src, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+  ModelWeights bind_weights(const ModelWeights& host, const ModelConfig& cfg) override;
 
   void linear(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y,
               int64_t ldy) override;
-  void embed(const MatW& table, const int32_t* ids, int64_t S, int64_t nc, float* X) override;
+  // Decode-size batches (S <= gemv_max_batch of every task, with the fused kernels) run all tasks in one
+  // parallel pass, so each thread keeps long runs of rows instead of a synchronisation per small
+  // matrix; larger batches call linear() per task.
+  void linear_multi(const LinearTask* tasks, size_t count, int64_t S) override;
+  void embed(const MatW& table, const StepRef& step, int64_t S, int64_t nc, float* X) override;
   void rms_norm(float* x, int64_t rows, int64_t n, int64_t ld, const float* weight, float eps) override;
-  void rope(float* x, int64_t rows, int64_t ld, int64_t heads, int64_t hs, int64_t offset, int64_t rd,
-            const RopeTable& t, bool inverse) override;
+  void rope_tables(const StepRef& step, int64_t S, const double* freqs, int64_t half, float* cos, float* sin) override;
+  void rope(float* x, int64_t rows, int64_t ld, int64_t heads, int64_t hs, int64_t offset, int64_t rd, const float* cos,
+            const float* sin, bool inverse) override;
   void hc_pre(const HyperW& hw, const ModelConfig& c, const float* X, int64_t S, const float* norm_w, float* xin,
               float* coef) override;
   void hc_post(const ModelConfig& c, float* X, const float* y, const float* coef, int64_t S) override;
   void hc_head(const HyperW& hw, const ModelConfig& c, const float* X, int64_t S, float* h) override;
   void attention(const AttentionArgs& a) override;
-  void compress(const CompressorW& w, CompressorState& st, const float* kv, const float* g, int64_t S, int64_t p0,
-                const double* freqs, int64_t rd, float eps) override;
+  void store_window(const StepRef& step, int64_t S, int64_t layer, const float* kv, int64_t W, int64_t hd) override;
+  void compress(const CompressorW& w, CompressorSlot slot, const StepRef& step, int64_t S, int64_t layer, const float* kv,
+                const float* g, const double* freqs, int64_t rd, float eps) override;
   void indexer_select(const IndexerArgs& a) override;
-  void moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const float* x, const int32_t* ids, int64_t S,
+  void moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const float* x, const StepRef& step, int64_t S,
            float* out) override;
+  void gather_rows(const float* src, int64_t ld, const StepRef& step, int64_t n, int64_t width, float* dst) override;
 
-  ThreadPool& pool() { return pool_; }
-
-  // Decode-size batches (S <= gemv_max_batch of every task, with the fused kernels) run all tasks in one
-  // parallel pass, so each thread keeps long runs of rows instead of a synchronisation per small
-  // matrix; larger batches call linear() per task.
-  void linear_multi(const LinearTask* tasks, size_t count, int64_t S) override;
+ protected:
+  // parallel_for on the shared pool within this backend's thread limit.
+  template <class F>
+  void par(int64_t n, int64_t grain, F&& fn) {
+    pool_->parallel_for(n, grain, std::forward<F>(fn), limit_);
+  }
+  float* thread_scratch(int tid, size_t floats) { return pool_->scratch(tid, floats); }
 
  private:
   void moe_decode(const MoeW& w, const ModelConfig& c, const float* x, const int32_t* idx, const float* wk, float* out);
 
- public:
-
- private:
-  ThreadPool pool_;
+  std::shared_ptr<ThreadPool> pool_;
+  int limit_ = 0;
   Workspace ws_;  // op-internal scratch (mHC mix, MoE routing and expert buffers, indexer scores)
+  OpStats stats_;
+  mutable std::mutex mem_mu_;
+  uint64_t buffer_bytes_ = 0, weight_bytes_ = 0;
   static constexpr size_t kIndexScore = 200, kIndexOrder = 201;
 };
 

@@ -1,4 +1,5 @@
-// Attention core (model.md §4): window rows + visible compressed entries + sink, one softmax.
+// Attention core (model.md §4): window rows + visible compressed entries + sink, one softmax;
+// and the window store (a step's last W rows of each sequence into its ring).
 //
 // Keys and values are the same rows (one shared kv head), so a query token's visible rows are
 // gathered once into a contiguous block K [n, hd] and every head in a work item uses it through
@@ -22,31 +23,37 @@ constexpr int64_t kRowsRound = 512;  // scratch sized in steps of this many rows
 void CpuBackend::attention(const AttentionArgs& a) {
   const int64_t hd = a.hd, H = a.H;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t max_entries = a.entries == nullptr ? 0 : (a.select != nullptr ? a.topk : (a.p0 + a.S) / a.ratio);
+  int64_t max_pos = 0;
+  for (int64_t s = 0; s < a.S; ++s) max_pos = std::max(max_pos, a.step.pos[s]);
+  const int64_t max_entries = !a.entries ? 0 : (a.select != nullptr ? a.topk : (max_pos + 1) / a.ratio);
   const int64_t cap = (a.W + max_entries + kRowsRound - 1) / kRowsRound * kRowsRound;
   // Enough work items for every thread, each as many heads as possible (the gather is per item).
-  const int64_t per_token = std::clamp<int64_t>((pool_.size() + a.S - 1) / a.S, 1, H);
+  const int64_t per_token = std::clamp<int64_t>((threads() + a.S - 1) / a.S, 1, H);
   const int64_t hb = (H + per_token - 1) / per_token, blocks = (H + hb - 1) / hb;
-  const size_t scratch = static_cast<size_t>(cap * hd + hb * cap);
-  pool_.parallel_for(a.S * blocks, 1, [&](int tid, int64_t b, int64_t e) {
-    float* K = pool_.scratch(tid, scratch);
+  const size_t scratch_floats = static_cast<size_t>(cap * hd + hb * cap);
+  par(a.S * blocks, 1, [&](int tid, int64_t b, int64_t e) {
+    float* K = thread_scratch(tid, scratch_floats);
     float* L = K + cap * hd;
     int64_t gathered_for = -1, n = 0;
     for (int64_t i = b; i < e; ++i) {
-      const int64_t s = i / blocks, h0 = (i % blocks) * hb, nh = std::min(hb, H - h0), t = a.p0 + s;
+      const int64_t s = i / blocks, h0 = (i % blocks) * hb, nh = std::min(hb, H - h0), t = a.step.pos[s];
       if (gathered_for != s) {  // this token's visible rows, in the order of the reference
+        const StepSeq& sq = a.step.seqs[a.step.seq[s]];
+        const LayerState& st = sq.state[a.layer];
+        const float* kv = a.kv + static_cast<int64_t>(sq.row0) * hd;  // row of position p0 of this sequence
         n = 0;
         auto put = [&](const float* row) { std::memcpy(K + (n++) * hd, row, static_cast<size_t>(hd) * sizeof(float)); };
-        for (int64_t j = std::max<int64_t>(0, t - a.W + 1); j <= t; ++j) put(j < a.p0 ? a.ring + (j % a.W) * hd : a.kv + (j - a.p0) * hd);
-        if (a.entries != nullptr) {
+        for (int64_t j = std::max<int64_t>(0, t - a.W + 1); j <= t; ++j) put(j < sq.p0 ? st.ring + (j % a.W) * hd : kv + (j - sq.p0) * hd);
+        if (a.entries) {
+          const float* entries = st.comp.entries;
           if (a.select != nullptr) {
             for (int64_t k = 0; k < a.topk; ++k) {
               const int32_t w = a.select[s * a.topk + k];
-              if (w >= 0) put(a.entries + w * hd);
+              if (w >= 0) put(entries + w * hd);
             }
           } else {
             const int64_t visible = (t + 1) / a.ratio;
-            for (int64_t w = 0; w < visible; ++w) put(a.entries + w * hd);
+            for (int64_t w = 0; w < visible; ++w) put(entries + w * hd);
           }
         }
         gathered_for = s;
@@ -66,6 +73,17 @@ void CpuBackend::attention(const AttentionArgs& a) {
       O.noalias() = P * Km;
     }
   });
+}
+
+void CpuBackend::store_window(const StepRef& step, int64_t, int64_t layer, const float* kv, int64_t W, int64_t hd) {
+  const int64_t n_seqs = step.counts[kStepSeqs];
+  for (int64_t i = 0; i < n_seqs; ++i) {
+    const StepSeq& sq = step.seqs[i];
+    float* ring = sq.state[layer].ring;
+    const int64_t p0 = sq.p0, end = sq.p0 + sq.rows;
+    for (int64_t j = std::max(p0, end - W); j < end; ++j)
+      std::memcpy(ring + (j % W) * hd, kv + (sq.row0 + j - p0) * hd, static_cast<size_t>(hd) * sizeof(float));
+  }
 }
 
 }  // namespace dsv4

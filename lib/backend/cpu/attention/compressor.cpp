@@ -6,18 +6,20 @@
 
 namespace dsv4 {
 
-void CpuBackend::compress(const CompressorW& w, CompressorState& st, const float* kv, const float* g, int64_t S,
-                          int64_t p0, const double* freqs, int64_t rd, float eps) {
+void CpuBackend::compress(const CompressorW& w, CompressorSlot which, const StepRef& step, int64_t S, int64_t layer,
+                          const float* kv, const float* g, const double* freqs, int64_t rd, float eps) {
   const int64_t m = w.ratio, W = w.width, c = w.overlap ? 2 : 1, row = c * W;
   for (int64_t s = 0; s < S; ++s) {
-    const int64_t t = p0 + s, slot = t % m;
+    const StepSeq& sq = step.seqs[step.seq[s]];
+    const CompressorBufs& st = which == CompressorSlot::Attention ? sq.state[layer].comp : sq.state[layer].index;
+    const int64_t t = step.pos[s], slot = t % m;
     std::memcpy(st.pend_kv + slot * row, kv + s * row, static_cast<size_t>(row) * sizeof(float));
     for (int64_t i = 0; i < row; ++i) st.pend_g[slot * row + i] = g[s * row + i] + w.ape[slot * row + i];
     if (slot != m - 1) continue;
     const int64_t win = t / m;
     float* e = st.entries + win * W;
     const bool has_prev = w.overlap && win > 0;
-    pool_.parallel_for(W, 32, [&](int, int64_t cb, int64_t ce) {
+    par(W, 32, [&](int, int64_t cb, int64_t ce) {
       for (int64_t ch = cb; ch < ce; ++ch) {
         // Series Cb (or the only series) of this window sits at channel offset (c-1)·W.
         const int64_t off = (c - 1) * W + ch;
@@ -53,7 +55,6 @@ void CpuBackend::compress(const CompressorW& w, CompressorState& st, const float
       r[2 * i] = x0 * cs - x1 * sn;
       r[2 * i + 1] = x1 * cs + x0 * sn;
     }
-    st.n_entries = win + 1;
     if (w.overlap)
       for (int64_t i = 0; i < m; ++i) {
         std::memcpy(st.prev_kv + i * W, st.pend_kv + i * row, static_cast<size_t>(W) * sizeof(float));

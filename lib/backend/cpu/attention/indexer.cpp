@@ -16,15 +16,17 @@ namespace {
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // score[w] for w in [w0, w1): Σ_h wts[h] · relu(q_h · K[w]) · scale, through one small GEMM.
-void score_block(const IndexerArgs& a, int64_t s, int64_t w0, int64_t w1, float* dots, float* score) {
+void score_block(const IndexerArgs& a, const float* keys, int64_t s, int64_t w0, int64_t w1, float* dots, float* score,
+                 float* wt) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(a.ihd));
-  Eigen::Map<const RowMat> K(a.keys + w0 * a.ihd, w1 - w0, a.ihd);
+  Eigen::Map<const RowMat> K(keys + w0 * a.ihd, w1 - w0, a.ihd);
   Eigen::Map<const RowMat> Qs(a.q + s * a.nI * a.ihd, a.nI, a.ihd);
   Eigen::Map<RowMat> Dm(dots, w1 - w0, a.nI);
   Dm.noalias() = K * Qs.transpose();
   // Σ_h wts[h] · relu(dot) in double: selections are discontinuous, so the sum must not add
-  // rounding of its own. Eight partial sums (h mod 8), one vector of doubles.
-  const float* wt = a.wts + s * a.nI;
+  // rounding of its own. Eight partial sums (h mod 8), one vector of doubles. The head weights
+  // are scaled in fp32 first (wt, nI floats of the caller's scratch).
+  for (int64_t h = 0; h < a.nI; ++h) wt[h] = a.wts[s * a.nI + h] * a.wts_scale;
   const int64_t h8 = a.nI / 8 * 8;
   for (int64_t w = w0; w < w1; ++w) {
     const float* d = dots + (w - w0) * a.nI;
@@ -58,36 +60,42 @@ void select_top(const IndexerArgs& a, int64_t vis, const float* score, int32_t* 
 }  // namespace
 
 void CpuBackend::indexer_select(const IndexerArgs& a) {
-  const int64_t max_vis = (a.p0 + a.S) / a.ratio;
+  int64_t max_pos = 0;
+  for (int64_t s = 0; s < a.S; ++s) max_pos = std::max(max_pos, a.step.pos[s]);
+  const int64_t max_vis = (max_pos + 1) / a.ratio;
+  auto keys_of = [&](int64_t s) { return a.step.seqs[a.step.seq[s]].state[a.layer].index.entries; };
   constexpr int64_t kBlock = 256;  // entries scored per GEMM
-  if (a.S < pool_.size() && max_vis >= 2 * kBlock) {
+  if (a.S < threads() && max_vis >= 2 * kBlock) {
     // Decode: one query, many entries: split the entries across threads instead.
     for (int64_t s = 0; s < a.S; ++s) {
-      const int64_t vis = (a.p0 + s + 1) / a.ratio;
+      const int64_t vis = (a.step.pos[s] + 1) / a.ratio;
       int32_t* sel = a.select + s * a.topk;
       std::fill(sel, sel + a.topk, -1);
       float* score = ws_.get(kIndexScore, static_cast<size_t>(max_vis));
-      pool_.parallel_for((vis + kBlock - 1) / kBlock, 1, [&](int tid, int64_t bb, int64_t be) {
-        float* dots = pool_.scratch(tid, static_cast<size_t>(kBlock * a.nI));
-        for (int64_t b = bb; b < be; ++b) score_block(a, s, b * kBlock, std::min(vis, (b + 1) * kBlock), dots, score);
+      const float* keys = keys_of(s);
+      par((vis + kBlock - 1) / kBlock, 1, [&](int tid, int64_t bb, int64_t be) {
+        float* dots = thread_scratch(tid, static_cast<size_t>(kBlock * a.nI + a.nI));
+        for (int64_t b = bb; b < be; ++b)
+          score_block(a, keys, s, b * kBlock, std::min(vis, (b + 1) * kBlock), dots, score, dots + kBlock * a.nI);
       });
       int32_t* order = reinterpret_cast<int32_t*>(ws_.get(kIndexOrder, static_cast<size_t>(max_vis)));
       select_top(a, vis, score, order, sel);
     }
     return;
   }
-  const size_t scratch = static_cast<size_t>(max_vis * a.nI + 2 * max_vis + 1);
-  pool_.parallel_for(a.S, 1, [&](int tid, int64_t b, int64_t e) {
-    float* buf = pool_.scratch(tid, scratch);
+  const size_t scratch_floats = static_cast<size_t>(max_vis * a.nI + 2 * max_vis + 1 + a.nI);
+  par(a.S, 1, [&](int tid, int64_t b, int64_t e) {
+    float* buf = thread_scratch(tid, scratch_floats);
     float* dots = buf;                    // [vis, nI]
     float* score = buf + max_vis * a.nI;  // [vis]
     int32_t* order = reinterpret_cast<int32_t*>(score + max_vis);
+    float* wt = score + 2 * max_vis + 1;  // [nI]
     for (int64_t s = b; s < e; ++s) {
-      const int64_t vis = (a.p0 + s + 1) / a.ratio;
+      const int64_t vis = (a.step.pos[s] + 1) / a.ratio;
       int32_t* sel = a.select + s * a.topk;
       std::fill(sel, sel + a.topk, -1);
       if (vis == 0) continue;
-      score_block(a, s, 0, vis, dots, score);
+      score_block(a, keys_of(s), s, 0, vis, dots, score, wt);
       select_top(a, vis, score, order, sel);
     }
   });

@@ -16,6 +16,8 @@ constexpr int64_t kGemvMaxBatch = 32;  // the most activation rows the fused ker
 inline int64_t gemv_max_batch(const MatW& w) { return w.fmt == WFormat::FP8 ? 24 : kGemvMaxBatch; }
 
 bool gemv_available();
+// The instruction-set tier these kernels were compiled for ("portable" without them).
+const char* gemv_tier();
 // y[s*ldy + j] = Σ_i x[s*ldx + i] · W[r0 + j, i] for j in [jb, je), s < S <= kGemvMaxBatch.
 // `xp` is what gemv_prepare_x made of x (shared by all threads, read-only); `scratch` is the
 // calling thread's own buffer of at least gemv_scratch_floats(w, S) floats.

@@ -519,6 +519,13 @@ void dispatch(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x,
 }  // namespace
 
 bool gemv_available() { return true; }
+const char* gemv_tier() {
+#if defined(DSV4_FP4_INT)
+  return "avx512+vnni+vbmi";
+#else
+  return "avx512";
+#endif
+}
 
 bool decode_rows_fast(const MatW& w, int64_t r, int64_t count, float* out) {
   const int64_t C = w.cols;
@@ -638,6 +645,7 @@ void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x
 #else
 
 bool gemv_available() { return false; }
+const char* gemv_tier() { return "portable"; }
 bool decode_rows_fast(const MatW&, int64_t, int64_t, float*) { return false; }
 void gemv_prepare_x(const MatW&, const float*, int64_t, int64_t, float*) {}
 void gemv_rows(const MatW&, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t, const float*, float*) {}

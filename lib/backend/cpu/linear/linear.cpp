@@ -90,19 +90,19 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
     constexpr int64_t kRows = 16;
     const int64_t blocks = (n + kRows - 1) / kRows;
     const int64_t grain = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, C * kRows));  // >= ~32K weights per part
-    pool_.parallel_for(blocks, grain, [&](int tid, int64_t bb, int64_t be) {
-      float* scratch = pool_.scratch(tid, gemv_scratch_floats(w, S));
+    par(blocks, grain, [&](int tid, int64_t bb, int64_t be) {
+      float* scratch = thread_scratch(tid, gemv_scratch_floats(w, S));
       gemv_rows(w, r0, bb * kRows, std::min(n, be * kRows), x, ldx, S, y, ldy, xp, scratch);
     });
     return;
   }
-  const int64_t kTileRows = std::clamp<int64_t>(n / (2 * pool_.size()) / kMinTileRows * kMinTileRows, kMinTileRows, kMaxTileRows);
+  const int64_t kTileRows = std::clamp<int64_t>(n / (2 * threads()) / kMinTileRows * kMinTileRows, kMinTileRows, kMaxTileRows);
   const int64_t tiles = (n + kTileRows - 1) / kTileRows;
   // Decode cost is paid once per tile and shared by all S rows of x.
   // Below ~64K multiply-adds per tile the hand-off costs more than it saves: use fewer threads.
   const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, kTileRows * C * S));
-  pool_.parallel_for(tiles, grain, [&](int tid, int64_t tb, int64_t te) {
-    float* tile = w.fmt == WFormat::F32 ? nullptr : pool_.scratch(tid, static_cast<size_t>(kTileRows * C));
+  par(tiles, grain, [&](int tid, int64_t tb, int64_t te) {
+    float* tile = w.fmt == WFormat::F32 ? nullptr : thread_scratch(tid, static_cast<size_t>(kTileRows * C));
     for (int64_t t = tb; t < te; ++t) {
       const int64_t j0 = t * kTileRows, rows = std::min(kTileRows, n - j0);
       const float* wt;
@@ -175,9 +175,9 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
     const int64_t r = (target - cost[t]) / row_bytes(*tasks[t].w) / 16 * 16;
     return start[t] + std::min(r, tasks[t].n);
   };
-  const int parts = static_cast<int>(std::min<int64_t>(pool_.size(), (total + 63) / 64));
-  pool_.parallel_for(parts, 1, [&](int tid, int64_t pb, int64_t pe) {
-    float* scratch = pool_.scratch(tid, scratch_floats);
+  const int parts = static_cast<int>(std::min<int64_t>(threads(), (total + 63) / 64));
+  par(parts, 1, [&](int tid, int64_t pb, int64_t pe) {
+    float* scratch = thread_scratch(tid, scratch_floats);
     const int64_t b = locate(cost[count] * pb / parts), e = locate(cost[count] * pe / parts);
     size_t t = static_cast<size_t>(std::upper_bound(start, start + count + 1, b) - start) - 1;
     for (int64_t g = b; g < e; ++t) {
@@ -189,13 +189,18 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
   });
 }
 
-void CpuBackend::embed(const MatW& table, const int32_t* ids, int64_t S, int64_t nc, float* X) {
+void CpuBackend::embed(const MatW& table, const StepRef& step, int64_t S, int64_t nc, float* X) {
   const int64_t D = table.cols;
   for (int64_t s = 0; s < S; ++s) {
     float* row = X + s * nc * D;
-    decode_rows(table, ids[s], 1, row);
+    decode_rows(table, step.ids[s], 1, row);
     for (int64_t j = 1; j < nc; ++j) std::memcpy(row + j * D, row, static_cast<size_t>(D) * sizeof(float));
   }
+}
+
+void CpuBackend::gather_rows(const float* src, int64_t ld, const StepRef& step, int64_t n, int64_t width, float* dst) {
+  for (int64_t k = 0; k < n; ++k)
+    std::memcpy(dst + k * width, src + static_cast<int64_t>(step.out[k]) * ld, static_cast<size_t>(width) * sizeof(float));
 }
 
 }  // namespace dsv4

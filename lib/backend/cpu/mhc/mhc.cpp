@@ -26,7 +26,7 @@ void CpuBackend::hc_pre(const HyperW& hw, const ModelConfig& c, const float* X, 
   float* mix = ws_.get(kMix, static_cast<size_t>(S * nmix));
   // mix = rms(flat) fnᵀ = (flat fnᵀ) / rms(flat): one matrix product on the raw streams.
   linear(hw.fn, 0, nmix, X, nc * D, S, mix, nmix);
-  pool_.parallel_for(S, 1, [&](int, int64_t b, int64_t e) {
+  par(S, 1, [&](int, int64_t b, int64_t e) {
     float pre[16], Cm[256];
     for (int64_t s = b; s < e; ++s) {
       const float* xs = X + s * nc * D;
@@ -78,7 +78,7 @@ void CpuBackend::hc_pre(const HyperW& hw, const ModelConfig& c, const float* X, 
 
 void CpuBackend::hc_post(const ModelConfig& c, float* X, const float* y, const float* coef, int64_t S) {
   const int64_t nc = c.hc_mult, D = c.hidden_size, ncoef = nc + nc * nc;
-  pool_.parallel_for(S * D, 256, [&](int, int64_t b, int64_t e) {
+  par(S * D, 256, [&](int, int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const int64_t s = i / D, d = i % D;
       float* xs = X + s * nc * D;
@@ -100,7 +100,7 @@ void CpuBackend::hc_head(const HyperW& hw, const ModelConfig& c, const float* X,
   const float eps = static_cast<float>(c.hc_eps);
   float* mix = ws_.get(kMix, static_cast<size_t>(S * nc));
   linear(hw.fn, 0, nc, X, nc * D, S, mix, nc);
-  pool_.parallel_for(S, 1, [&](int, int64_t b, int64_t e) {
+  par(S, 1, [&](int, int64_t b, int64_t e) {
     for (int64_t s = b; s < e; ++s) {
       const float* xs = X + s * nc * D;
       const float r = inv_rms(xs, nc * D, c.rms_norm_eps);

@@ -31,8 +31,9 @@ void swiglu(float* h1, const float* h3, int64_t n, float L) {
 }
 }  // namespace
 
-void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const float* x, const int32_t* ids, int64_t S,
+void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const float* x, const StepRef& step, int64_t S,
                      float* out) {
+  const int32_t* ids = step.ids;
   const int64_t D = c.hidden_size, E = c.n_routed_experts, K = c.experts_per_token, I = c.moe_intermediate_size;
   const float L = static_cast<float>(c.swiglu_limit);
   float* scores = ws_.get(kScores, static_cast<size_t>(S * E));
@@ -65,7 +66,11 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
   // Sized for S·K rows: a hash table may route one token to the same expert twice.
   float* h1 = ws_.get(kH1, static_cast<size_t>(S * K * I));
   float* h3 = ws_.get(kH3, static_cast<size_t>(S * K * I));
+  stats_.expert_evals += static_cast<uint64_t>(S * K);
   if (S == 1 && gemv_available()) {
+    int64_t distinct = 0;
+    for (int64_t k = 0; k < K; ++k) distinct += std::find(idx, idx + k, idx[k]) == idx + k;
+    stats_.experts_touched += static_cast<uint64_t>(distinct);
     moe_decode(w, c, x, idx, wk, out);
     return;
   }
@@ -83,7 +88,10 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
   int32_t* order = ws_.get_i32(kTokOfExpert, static_cast<size_t>(S * K));
   std::fill(count, count + E + 1, 0);
   for (int64_t i = 0; i < S * K; ++i) ++count[idx[i] + 1];
-  for (int64_t e = 0; e < E; ++e) count[e + 1] += count[e];
+  for (int64_t e = 0; e < E; ++e) {
+    stats_.experts_touched += count[e + 1] > 0;
+    count[e + 1] += count[e];
+  }
   {
     int32_t* fill = ws_.get_i32(kCount + 1, static_cast<size_t>(E));
     std::copy(count, count + E, fill);

@@ -1,4 +1,4 @@
-// RMSNorm and interleaved RoPE on the trailing slice.
+// RMSNorm, RoPE angle tables from the step's positions, and interleaved RoPE on the trailing slice.
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.hpp"
@@ -6,7 +6,7 @@
 namespace dsv4 {
 
 void CpuBackend::rms_norm(float* x, int64_t rows, int64_t n, int64_t ld, const float* weight, float eps) {
-  pool_.parallel_for(rows, 16, [&](int, int64_t b, int64_t e) {
+  par(rows, 16, [&](int, int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       float* v = x + r * ld;
       double ss = 0;
@@ -20,14 +20,25 @@ void CpuBackend::rms_norm(float* x, int64_t rows, int64_t n, int64_t ld, const f
   });
 }
 
+void CpuBackend::rope_tables(const StepRef& step, int64_t S, const double* freqs, int64_t half, float* cos, float* sin) {
+  for (int64_t r = 0; r < S; ++r) {
+    const double p = static_cast<double>(step.pos[r]);
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = p * freqs[i];
+      cos[r * half + i] = static_cast<float>(std::cos(a));
+      sin[r * half + i] = static_cast<float>(std::sin(a));
+    }
+  }
+}
+
 void CpuBackend::rope(float* x, int64_t rows, int64_t ld, int64_t heads, int64_t hs, int64_t offset, int64_t rd,
-                      const RopeTable& t, bool inverse) {
+                      const float* cos, const float* sin, bool inverse) {
   const int64_t half = rd / 2;
   const float sign = inverse ? -1.0f : 1.0f;
-  pool_.parallel_for(rows, 8, [&](int, int64_t b, int64_t e) {
+  par(rows, 8, [&](int, int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
-      const float* c = t.cos + r * half;
-      const float* s = t.sin + r * half;
+      const float* c = cos + r * half;
+      const float* s = sin + r * half;
       for (int64_t h = 0; h < heads; ++h) {
         float* v = x + r * ld + h * hs + offset;
         for (int64_t i = 0; i < half; ++i) {

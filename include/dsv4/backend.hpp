@@ -1,0 +1,57 @@
+// dsv4/backend.hpp: which compute backends this build has, which devices they see, and how a
+// model is loaded onto one of them.
+//
+// A model is bound to one backend instance when it is loaded (Model::load with LoadOptions); all
+// sessions of that model share it: its weights, its thread pool (CPU) and its step buffers. Asking
+// for a backend that is not built, or a device that does not exist, throws UnsupportedError.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dsv4/export.hpp"
+
+namespace dsv4 {
+
+struct LoadOptions {
+  std::string backend = "cpu";  // "cpu" (always built), "cuda" (builds with DSV4_CUDA)
+  int device = 0;               // device index of that backend (the CPU has one: 0)
+  int threads = 0;              // CPU worker threads of the model's pool, shared by all its sessions (0: one per hardware thread)
+  int64_t max_batch = 512;      // most rows (tokens of all sessions together) one step carries; bounds step buffers
+  // Called during loading with the fraction done (0 … 1) and what is being done. May be empty.
+  std::function<void(double fraction, std::string_view stage)> progress;
+};
+
+// What a backend instance can do and what it holds.
+struct BackendInfo {
+  std::string name;                  // "cpu", "cuda"
+  int device = 0;
+  std::string device_name;           // e.g. the CPU model, the GPU name
+  std::string kernel_tier;           // CPU: instruction-set tier of the matrix kernels in use
+  int threads = 0;                   // CPU worker threads (0 for devices)
+  uint64_t memory_total = 0;         // bytes of the memory the backend allocates from
+  uint64_t memory_available = 0;     // bytes free at the time of the query
+  uint64_t weight_bytes = 0;         // weights bound to this backend (CPU: mapped, not copied)
+  uint64_t buffer_bytes = 0;         // backend memory in use: sequence states, step buffers, scratch
+  std::vector<std::string> formats;  // weight formats its matrix ops accept: F32 BF16 F16 FP8 FP4
+  std::vector<std::string> ops;      // op families it implements
+  bool graphs = false;               // whether decode steps are replayed as captured graphs
+};
+
+// One device a compiled-in backend can use.
+struct DeviceInfo {
+  std::string backend;     // "cpu", "cuda"
+  int device = 0;
+  std::string name;
+  uint64_t memory_total = 0;
+  int threads = 0;         // hardware threads (CPU)
+};
+
+// Backends this build has (always contains "cpu").
+DSV4_API std::vector<std::string> compiled_backends();
+// Devices found now, for every compiled-in backend.
+DSV4_API std::vector<DeviceInfo> available_devices();
+
+}  // namespace dsv4

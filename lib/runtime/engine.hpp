@@ -1,0 +1,80 @@
+// The engine of one model on one backend: the backend instance (shared by every session of the
+// model), the weights bound to it, the forward pass with its step buffers, and the sequences'
+// state blocks. It turns "these tokens for these sequences" into steps of at most max_rows rows.
+//
+// Thread-safety: run() may be called from any thread; calls take turns (one step at a time on
+// the backend), so N sessions on N threads are correct and share the backend's threads instead of
+// multiplying them. SequenceState objects are owned by their sessions.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "model/forward.hpp"
+#include "model/state_layout.hpp"
+
+namespace dsv4 {
+
+// One sequence's state block in backend memory, with its layer descriptors.
+class SequenceState {
+ public:
+  SequenceState(Backend& be, StateLayout layout);
+  ~SequenceState();
+  SequenceState(const SequenceState&) = delete;
+  SequenceState& operator=(const SequenceState&) = delete;
+  const LayerState* device_desc() const;                  // backend address of the descriptors
+  const std::vector<LayerState>& desc() const { return desc_; }  // host copy (backend addresses)
+  const StateLayout& layout() const { return layout_; }
+  Backend& backend() const { return be_; }
+
+ private:
+  Backend& be_;
+  StateLayout layout_;
+  void* block_ = nullptr;
+  std::vector<LayerState> desc_;
+};
+
+// One sequence's share of a run of steps.
+struct StepItem {
+  SequenceState* seq = nullptr;
+  int64_t pos = 0;                    // position of its first token
+  std::span<const int32_t> tokens;    // validated by the caller
+  int64_t chunk = 0;                  // most of its rows in one step (its session's max_batch)
+  bool all_logits = false;            // every token's logits into `logits`, else the last one's into `last`
+  float* logits = nullptr;            // host [tokens, vocab] (all_logits)
+  float* last = nullptr;              // host [vocab]: the last token's logits (always written)
+  int threads = 0;                    // its session's thread limit (0: all)
+};
+
+class Engine {
+ public:
+  Engine(const ModelConfig& c, const ModelWeights& host_weights, std::unique_ptr<Backend> be, int64_t max_rows);
+  ~Engine();
+  Backend& backend() { return *be_; }
+  const Backend& backend() const { return *be_; }
+  const ModelWeights& weights() const { return w_; }
+  int64_t max_rows() const { return max_rows_; }
+  std::unique_ptr<SequenceState> new_sequence(int64_t capacity);
+  // Feeds every item's tokens, in steps that carry rows of several items; writes the logits.
+  void run(std::span<StepItem> items, Profile* prof, const StepObserver* obs);
+  // Backend memory of the step buffers (shared by all sessions).
+  uint64_t step_buffer_bytes() const;
+  std::mutex& mutex() { return mu_; }  // held by run(); taken by callers that touch sequence state
+
+ private:
+  std::mutex mu_;
+  const ModelConfig& c_;
+  std::unique_ptr<Backend> be_;
+  ModelWeights w_;
+  Forward fw_;
+  int64_t max_rows_;
+  HostStep step_;
+  std::vector<int64_t> done_;                     // per item: tokens fed so far in this run
+  std::vector<std::pair<float*, int64_t>> dest_;  // per output row: host destination, item
+  std::vector<std::pair<int32_t, int64_t>> take_; // per sequence of the step: item, rows
+};
+
+}  // namespace dsv4
