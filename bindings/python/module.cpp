@@ -139,6 +139,7 @@ PYBIND11_MODULE(_dsv4, m) {
   static py::exception<dsv4::MissingTensorError> missing_error(m, "MissingTensorError", error.ptr());
   static py::exception<dsv4::InvalidArgument> invalid_error(m, "InvalidArgument", error.ptr());
   static py::exception<dsv4::CapacityError> capacity_error(m, "CapacityError", error.ptr());
+  static py::exception<dsv4::UnsupportedError> unsupported_error(m, "UnsupportedError", error.ptr());
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -151,17 +152,52 @@ PYBIND11_MODULE(_dsv4, m) {
         case dsv4::ErrorKind::MissingTensor: missing_error(e.what()); return;
         case dsv4::ErrorKind::InvalidArgument: invalid_error(e.what()); return;
         case dsv4::ErrorKind::Capacity: capacity_error(e.what()); return;
+        case dsv4::ErrorKind::Unsupported: unsupported_error(e.what()); return;
       }
       error(e.what());
     }
   });
 
-  py::class_<PyModel>(m, "Model", "Immutable weights of a DeepSeek-V4 checkpoint, memory-mapped; share it across sessions.")
-      .def(py::init([](const std::string& path) {
+  m.def("backends", &dsv4::compiled_backends, "Names of the backends compiled into this library (always includes 'cpu').");
+  m.def("devices", [] {
+    py::list out;
+    for (const auto& d : dsv4::available_devices())
+      out.append(py::dict("backend"_a = d.backend, "device"_a = d.device, "name"_a = d.name, "memory_total"_a = d.memory_total,
+                          "threads"_a = d.threads));
+    return out;
+  }, "The devices every compiled-in backend can use, as dicts (backend, device, name, memory_total, threads).");
+
+  py::class_<PyModel>(m, "Model", R"doc(Immutable weights of a DeepSeek-V4 checkpoint, bound to one backend; share it across sessions.
+
+Model(path, backend="cpu", device=0, threads=0, max_batch=512, progress=None): path is a
+checkpoint directory (str or os.PathLike). threads sizes the CPU backend's worker pool, shared
+by every session of the model (0: one per hardware thread). max_batch bounds the rows of one
+step (tokens of all sessions together). progress(fraction, stage) is called during loading.
+A backend not built into this library, or a missing device, raises UnsupportedError.)doc")
+      .def(py::init([](py::object path, const std::string& backend, int device, int threads, int64_t max_batch, std::optional<py::function> progress) {
+             const std::string dir = py::module_::import("os").attr("fspath")(path).cast<std::string>();
+             dsv4::LoadOptions o;
+             o.backend = backend;
+             o.device = device;
+             o.threads = threads;
+             o.max_batch = max_batch;
+             if (progress) {
+               o.progress = [fn = *progress](double f, std::string_view stage) {
+                 py::gil_scoped_acquire gil;
+                 fn(f, std::string(stage));
+               };
+             }
              py::gil_scoped_release nogil;
-             return PyModel{dsv4::Model::load(path)};
+             return PyModel{dsv4::Model::load(dir, o)};
            }),
-           "path"_a, "Load a checkpoint directory (config.json + safetensors, single or sharded).")
+           "path"_a, "backend"_a = "cpu", "device"_a = 0, "threads"_a = 0, "max_batch"_a = 512, "progress"_a = py::none())
+      .def_property_readonly("backend", [](const PyModel& p) {
+        const dsv4::BackendInfo b = p.m->backend_info();
+        return py::dict("name"_a = b.name, "device"_a = b.device, "device_name"_a = b.device_name, "kernel_tier"_a = b.kernel_tier,
+                        "threads"_a = b.threads, "memory_total"_a = b.memory_total, "memory_available"_a = b.memory_available,
+                        "weight_bytes"_a = b.weight_bytes, "buffer_bytes"_a = b.buffer_bytes, "formats"_a = b.formats, "ops"_a = b.ops,
+                        "graphs"_a = b.graphs);
+      }, "What the model's backend is and holds (a dict).")
       .def_property_readonly("vocab_size", [](const PyModel& p) { return p.m->config().vocab_size; })
       .def_property_readonly("num_layers", [](const PyModel& p) { return p.m->config().num_layers; })
       .def_property_readonly("bos_token_id", [](const PyModel& p) { return p.m->config().bos_token_id; })
@@ -259,6 +295,47 @@ starts an empty chain for add_* calls. Same seed, same tokens on every run and p
       .def_property_readonly("eos_token_id", &dsv4::ChatFormat::eos)
       .def_property_readonly("end_think_token_id", &dsv4::ChatFormat::end_think);
 
+  m.def("forward_batch", [](py::list items) {
+    // (session, tokens) pairs; each session locked for the call, the GIL released for the steps.
+    std::vector<PySession*> sessions;
+    std::vector<std::vector<int32_t>> toks;
+    std::vector<std::unique_lock<std::mutex>> locks;
+    for (auto item : items) {
+      auto t = item.cast<py::tuple>();
+      if (t.size() != 2) throw py::type_error("forward_batch takes a list of (session, tokens) pairs");
+      auto& ps = t[0].cast<PySession&>();
+      ps.get();
+      sessions.push_back(&ps);
+      toks.push_back(to_tokens(t[1]));
+    }
+    for (PySession* ps : sessions) {
+      std::unique_lock<std::mutex> lk(ps->mu, std::try_to_lock);
+      if (!lk.owns_lock()) {
+        bool dup = false;
+        for (auto& l : locks) dup |= l.mutex() == &ps->mu;
+        throw py::value_error(dup ? "forward_batch: the same session appears twice in one batch" : "a Session of the batch is in use by another thread");
+      }
+      locks.push_back(std::move(lk));
+    }
+    std::vector<dsv4::BatchItem> batch;
+    for (size_t i = 0; i < sessions.size(); ++i) batch.push_back({sessions[i]->s.get(), toks[i]});
+    {
+      py::gil_scoped_release nogil;
+      dsv4::forward_batch(batch);
+    }
+    py::list out;
+    for (PySession* ps : sessions) {
+      auto l = ps->s->last_logits();
+      out.append(logits_array(l, 1, static_cast<int64_t>(l.size()), true, py::none()));
+    }
+    return out;
+  }, "items"_a, R"doc(Feed several sessions at once: forward_batch([(session_a, tokens_a), (session_b, tokens_b), ...]).
+
+Each session gets its tokens at its own position, in steps shared by all (a decode step of B
+sessions reads each weight once). Returns a list with each session's last-token logits
+(float32 [vocab], copies), equal to what feeding each alone gives (to rounding). Everything
+is validated first; on error no session changes.)doc");
+
   py::class_<PySession>(m, "Session", R"doc(One sequence's caches over a Model. Not shared between threads.
 
 forward(tokens, all=False, copy=True) returns float32 logits: [vocab] for the last token, or
@@ -273,7 +350,8 @@ overwritten by the next call (zero-copy).)doc")
              p->s = std::make_unique<dsv4::Session>(model.m, o);
              return p;
            }),
-           "model"_a, "threads"_a = 0, "max_context"_a = 0, "max_batch"_a = 512)
+           "model"_a, "threads"_a = 0, "max_context"_a = 0, "max_batch"_a = 512,
+           "threads: most of the model's worker threads this session's steps use (0: all; the pool is sized by Model(threads=)).")
       .def("forward", [](py::object self, py::object tokens, bool all, bool copy) {
              auto& ps = self.cast<PySession&>();
              std::vector<int32_t> toks = to_tokens(tokens);

@@ -43,11 +43,30 @@ class DSV4_API Rng {
 };
 
 // The working set handed to each stage. ids/logits have size() valid entries.
+//
+// What a stage may do (custom stages included):
+// - change logits, through logits();
+// - reorder entries, moving ids and logits together, through ids() and logits();
+// - keep a prefix with truncate(n) (never grow the set);
+// - end the chain with select(index).
+// The set keeps two facts that let later stages skip work: "identity" (the whole vocabulary in
+// id order) and "sorted" (logits in descending order). They are invalidated in one place: any
+// writable access, logits() or ids() on a non-const Candidates, clears "sorted", and ids()
+// also clears "identity". A stage that leaves the set in descending order may say so with
+// mark_sorted() afterwards; it must never claim an order it did not make. Read through a const
+// reference (std::as_const(c).logits()) to keep the facts.
 class DSV4_API Candidates {
  public:
   size_t size() const { return n_; }
-  int32_t* ids() { return ids_.data(); }
-  float* logits() { return logits_.data(); }
+  int32_t* ids() {
+    identity_ = false;
+    sorted_ = false;
+    return ids_.data();
+  }
+  float* logits() {
+    sorted_ = false;
+    return logits_.data();
+  }
   const int32_t* ids() const { return ids_.data(); }
   const float* logits() const { return logits_.data(); }
   // Keeps the first n entries (n <= size()).
@@ -57,6 +76,7 @@ class DSV4_API Candidates {
   void mark_reordered() { identity_ = false; sorted_ = false; }
   // True when logits are in descending order.
   bool is_sorted() const { return sorted_; }
+  // The caller asserts that logits are now in descending order (ties: lower id first).
   void mark_sorted() { sorted_ = true; identity_ = false; }
   // Position of token `id` in the set, or -1.
   int64_t find(int32_t id) const;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <utility>
 
 #include "dsv4/error.hpp"
 
@@ -183,7 +184,6 @@ class Penalties final : public SamplerStage {
       }
       i = j;
     }
-    if (c.is_sorted()) c.mark_reordered();
   }
   std::string name() const override { return "penalties"; }
 
@@ -199,14 +199,19 @@ class Temperature final : public SamplerStage {
   void apply(Candidates& c, SamplerContext&) override {
     if (t_ <= 0) {  // the limit t -> 0: all mass on the argmax
       const size_t b = argmax(c);
-      std::swap(c.ids()[0], c.ids()[b]);
-      std::swap(c.logits()[0], c.logits()[b]);
+      int32_t* ids = c.ids();
+      float* l = c.logits();
+      std::swap(ids[0], ids[b]);
+      std::swap(l[0], l[b]);
       c.truncate(1);
       c.mark_sorted();
       return;
     }
     const float inv = 1.0f / t_;
-    for (size_t i = 0; i < c.size(); ++i) c.logits()[i] *= inv;
+    const bool sorted = c.is_sorted();  // a positive scale keeps the order
+    float* l = c.logits();
+    for (size_t i = 0; i < c.size(); ++i) l[i] *= inv;
+    if (sorted) c.mark_sorted();
   }
   std::string name() const override { return "temperature"; }
 
@@ -240,7 +245,7 @@ class TopP final : public SamplerStage {
   }
   void apply(Candidates& c, SamplerContext&) override {
     if (p_ >= 1 || c.size() <= 1) return;
-    const float* l = c.logits();
+    const float* l = std::as_const(c).logits();
     const float mx = *std::max_element(l, l + c.size());
     double total = 0;
     for (size_t i = 0; i < c.size(); ++i) total += std::exp(static_cast<double>(l[i]) - mx);
@@ -272,16 +277,19 @@ class MinP final : public SamplerStage {
   }
   void apply(Candidates& c, SamplerContext&) override {
     if (p_ <= 0 || c.size() == 0) return;
-    const float mx = *std::max_element(c.logits(), c.logits() + c.size());
+    const bool sorted = c.is_sorted();  // compaction keeps the order
+    const float* cl = std::as_const(c).logits();
+    const float mx = *std::max_element(cl, cl + c.size());
     const double cut = static_cast<double>(mx) + std::log(static_cast<double>(p_));  // prob >= p · max prob
+    int32_t* ids = c.ids();
+    float* l = c.logits();
     size_t w = 0;
     for (size_t i = 0; i < c.size(); ++i)
-      if (static_cast<double>(c.logits()[i]) >= cut) {
-        c.ids()[w] = c.ids()[i];
-        c.logits()[w] = c.logits()[i];
+      if (static_cast<double>(l[i]) >= cut) {
+        ids[w] = ids[i];
+        l[w] = l[i];
         ++w;
       }
-    const bool sorted = c.is_sorted();
     if (w < c.size()) c.truncate(w);
     if (sorted) c.mark_sorted();
   }
@@ -300,7 +308,7 @@ class Greedy final : public SamplerStage {
 class Dist final : public SamplerStage {
  public:
   void apply(Candidates& c, SamplerContext& ctx) override {
-    const float* l = c.logits();
+    const float* l = std::as_const(c).logits();
     const float mx = *std::max_element(l, l + c.size());
     double total = 0;
     for (size_t i = 0; i < c.size(); ++i) total += std::exp(static_cast<double>(l[i]) - mx);

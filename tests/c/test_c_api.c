@@ -54,6 +54,11 @@ static int cancel_after_3(int32_t token, void* user_data) {
   return ++*n < 3;
 }
 
+static void count_progress(double fraction, const char* stage, void* user_data) {
+  int* n = (int*)user_data;
+  if (fraction >= 0.0 && fraction <= 1.0 && stage != NULL && stage[0] != 0) ++*n;
+}
+
 int main(int argc, char** argv) {
   char path[4096];
   FILE* f;
@@ -161,6 +166,53 @@ int main(int argc, char** argv) {
     bad.top_k = 0;
     EXPECT(dsv4_sampler_create(&bad, &s2) == DSV4_ERR_INVALID_ARGUMENT);
     EXPECT(s2 == NULL);
+  }
+
+  /* load_ex: backend selection, progress; batched steps over sessions at different positions */
+  {
+    dsv4_load_params lp = dsv4_load_default_params();
+    dsv4_model* m2 = NULL;
+    dsv4_session* a = NULL;
+    dsv4_session* b = NULL;
+    dsv4_batch_item items[2];
+    int progress_calls = 0;
+    EXPECT(lp.struct_size == sizeof lp);
+    EXPECT(strcmp(dsv4_compiled_backends(), "cpu") == 0 || strstr(dsv4_compiled_backends(), "cpu") != NULL);
+    lp.backend = "cuda";
+    EXPECT(dsv4_model_load_ex(argv[1], &lp, &m2) == (strstr(dsv4_compiled_backends(), "cuda") ? DSV4_OK : DSV4_ERR_UNSUPPORTED));
+    if (m2 != NULL) dsv4_model_free(m2);
+    m2 = NULL;
+    lp.backend = "cpu";
+    lp.device = 7;
+    EXPECT(dsv4_model_load_ex(argv[1], &lp, &m2) == DSV4_ERR_UNSUPPORTED);
+    EXPECT(strstr(dsv4_last_error(), "device 7") != NULL);
+    lp.device = 0;
+    lp.threads = 1;
+    lp.progress = count_progress;
+    lp.user_data = &progress_calls;
+    EXPECT(dsv4_model_load_ex(argv[1], &lp, &m2) == DSV4_OK);
+    EXPECT(progress_calls >= 3);
+    EXPECT(strcmp(dsv4_model_backend(m2), "cpu") == 0);
+    EXPECT(dsv4_session_create(m2, NULL, &a) == DSV4_OK);
+    EXPECT(dsv4_session_create(m2, NULL, &b) == DSV4_OK);
+    EXPECT(dsv4_session_forward(a, ids, 30, 0, &logits, &n) == DSV4_OK);
+    items[0].session = a;
+    items[0].tokens = ids + 30;
+    items[0].n = 1;
+    items[1].session = b;
+    items[1].tokens = ids;
+    items[1].n = 12;
+    EXPECT(dsv4_forward_batch(items, 2) == DSV4_OK);
+    EXPECT(items[0].n_floats == V && items[1].n_floats == V);
+    EXPECT(rel_err(items[0].logits, golden + 30 * V, V) < 1e-4);
+    EXPECT(rel_err(items[1].logits, golden + 11 * V, V) < 1e-4);
+    items[1].session = a; /* the same session twice: refused, nothing changes */
+    EXPECT(dsv4_forward_batch(items, 2) == DSV4_ERR_INVALID_ARGUMENT);
+    EXPECT(dsv4_session_position(a) == 31 && dsv4_session_position(b) == 12);
+    EXPECT(dsv4_forward_batch(NULL, 0) == DSV4_ERR_INVALID_ARGUMENT);
+    dsv4_session_free(a);
+    dsv4_session_free(b);
+    dsv4_model_free(m2);
   }
 
   dsv4_snapshot_free(snap);

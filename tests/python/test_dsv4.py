@@ -156,3 +156,62 @@ def test_forward_releases_the_gil(model, golden):
     for t in threads:
         t.join()
     assert np.array_equal(results[0], results[1])
+
+
+def test_forward_batch_equals_each_session_alone(model, golden):
+    ids, logits = golden
+    ids = [int(t) for t in ids]
+    starts = [0, 17, 60]
+    batch, alone = [], []
+    for p in starts:
+        a, b = dsv4.Session(model), dsv4.Session(model)
+        if p:
+            a.forward(ids[:p])
+            b.forward(ids[:p])
+        batch.append(a)
+        alone.append(b)
+    for step in range(4):
+        items = []
+        for i, s in enumerate(batch):
+            n = 9 if (i == 0 and step == 0) else 1  # a fresh session's prompt joins running decodes
+            items.append((s, ids[s.position:s.position + n]))
+        out = dsv4.forward_batch(items)
+        assert len(out) == len(items)
+        for (s, toks), got, ref_s in zip(items, out, alone):
+            ref = ref_s.forward(toks)
+            assert got.shape == (model.vocab_size,)
+            assert rel_err(got, ref) <= 1e-5
+            assert rel_err(got, logits[s.position - 1]) <= 1e-4
+    # validation before any change
+    pos = [s.position for s in batch]
+    with pytest.raises(ValueError):
+        dsv4.forward_batch([(batch[0], [1]), (batch[0], [2])])
+    with pytest.raises(dsv4.InvalidArgument):
+        dsv4.forward_batch([(batch[0], [1]), (batch[1], [model.vocab_size])])
+    with pytest.raises(TypeError):
+        dsv4.forward_batch([(batch[0],)])
+    assert [s.position for s in batch] == pos
+
+
+def test_model_load_options_and_backend_info():
+    m = dsv4.Model(OFFICIAL, backend="cpu", device=0, threads=1)
+    info = m.backend
+    assert info["name"] == "cpu" and info["threads"] == 1 and "FP4" in info["formats"]
+    assert "cpu" in dsv4.backends()
+    assert dsv4.devices()[0]["backend"] == "cpu"
+    with pytest.raises(dsv4.UnsupportedError):
+        dsv4.Model(OFFICIAL, backend="cuda")
+    with pytest.raises(dsv4.UnsupportedError):
+        dsv4.Model(OFFICIAL, device=2)
+    import pathlib
+    seen = []
+    m2 = dsv4.Model(pathlib.Path(OFFICIAL), progress=lambda f, stage: seen.append((f, stage)))
+    assert seen and seen[-1] == (1.0, "ready")
+    assert m2.vocab_size == m.vocab_size
+
+
+def test_sampler_sees_edits_after_top_k():
+    logits = np.full(12, -10.0, dtype=np.float32)
+    logits[5], logits[7], logits[9] = 3, 2, 1
+    s = dsv4.Sampler.empty(0).add_top_k(3).add_logit_bias({9: 100.0}).add_greedy()
+    assert s.sample(logits) == 9

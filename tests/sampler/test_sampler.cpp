@@ -200,3 +200,41 @@ TEST_CASE("bad sampler parameters are InvalidArgument") {
   Sampler s(0);
   CHECK_THROWS_AS(s.sample(std::span<const float>{}), InvalidArgument);
 }
+
+TEST_CASE("edits after a sorting stage are seen by later stages (the sorted flag cannot go stale)") {
+  // logits l[5]=3, l[7]=2, l[9]=1: top-3 sorts them, the bias lifts 9 above all, greedy must pick 9.
+  std::vector<float> l(12, -10.0f);
+  l[5] = 3;
+  l[7] = 2;
+  l[9] = 1;
+  {
+    Sampler s(0);
+    s.add(stages::top_k(3)).add(stages::logit_bias({{9, 100.0f}})).add(stages::greedy());
+    CHECK(s.sample(l) == 9);
+  }
+  {
+    Sampler s(0);  // penalties after top-k: the penalised best token loses
+    s.add(stages::top_k(3)).add(stages::penalties(4, 100.0f, 0, 0)).add(stages::greedy());
+    s.accept(5);
+    CHECK(s.sample(l) == 7);
+  }
+  {
+    // A custom stage that writes through logits() without saying anything about order.
+    struct Flip final : SamplerStage {
+      void apply(Candidates& c, SamplerContext&) override {
+        float* lg = c.logits();
+        for (size_t i = 0; i < c.size(); ++i) lg[i] = -lg[i];
+      }
+      std::string name() const override { return "flip"; }
+    };
+    Sampler s(0);
+    s.add(stages::top_k(3)).add(std::make_unique<Flip>()).add(stages::greedy());
+    CHECK(s.sample(l) == 9);
+  }
+  {
+    // Order-keeping stages keep the fast path correct: temperature and min-p after top-k.
+    Sampler s(0);
+    s.add(stages::top_k(3)).add(stages::temperature(0.5f)).add(stages::min_p(0.01f)).add(stages::greedy());
+    CHECK(s.sample(l) == 5);
+  }
+}

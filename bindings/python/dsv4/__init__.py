@@ -6,6 +6,9 @@
     sampler = dsv4.Sampler(seed=1, temperature=0.7, top_k=50)
     logits = session.forward([0, 1234, 5678])        # float32 [vocab]
     token = sampler.sample(logits)
+
+Serving several sequences: dsv4.forward_batch([(session_a, tokens_a), (session_b, tokens_b)])
+returns each session's last-token logits, computed in shared steps.
 """
 from ._dsv4 import (  # noqa: F401
     CapacityError,
@@ -23,7 +26,11 @@ from ._dsv4 import (  # noqa: F401
     Session,
     ShapeError,
     Snapshot,
+    UnsupportedError,
     __version__,
+    backends,
+    devices,
+    forward_batch,
 )
 
 
