@@ -173,6 +173,10 @@ int cmd_bench(int argc, char** argv) {
   check_backend(lo);  // before building gigabytes of weights
   std::vector<int64_t> contexts = parse_int_list(a.get("--contexts").value_or("1024,16384,65536"), "--contexts");
   std::vector<int64_t> prompts = parse_int_list(a.get("--prompts").value_or("512,4096"), "--prompts");
+  std::vector<int64_t> batches;
+  if (auto b = a.get("--batch")) batches = parse_int_list(*b, "--batch");
+  for (int64_t b : batches)
+    if (b <= 0 || b > 4096) throw UsageError("--batch sizes must be in [1, 4096]");
   const int threads = static_cast<int>(a.get_int("--threads", 0)) > 0 ? static_cast<int>(a.get_int("--threads", 0))
                                                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   lo.threads = threads;
@@ -298,8 +302,9 @@ int cmd_bench(int argc, char** argv) {
         attention_cost(cfg, l, C + 1 + steps / 2, flops, cache);
       }
       const double gbps = (bytes + cache) / (ms / 1000) / 1e9;
-      out["decode"].push_back({{"context", C}, {"ms_per_token", ms}, {"bytes_per_token", bytes + cache}, {"weight_bytes_per_token", bytes},
-                               {"cache_bytes_per_token", cache}, {"gbps", gbps}});
+      out["decode"].push_back({{"context", C}, {"batch", 1}, {"ms_per_token", ms}, {"ms_per_step", ms}, {"tokens_per_s", 1000 / ms},
+                               {"bytes_per_token", bytes + cache}, {"bytes_per_step", bytes + cache}, {"flops_per_step", flops},
+                               {"weight_bytes_per_token", bytes}, {"cache_bytes_per_token", cache}, {"gbps", gbps}});
       if (ci == 0) {
         for (const auto& [k, v] : s.profile()) decode_profile[k] = 1000 * v / static_cast<double>(steps);
         const auto lp = s.layer_profile();
@@ -307,6 +312,67 @@ int cmd_bench(int argc, char** argv) {
         for (const auto& [k, v] : s.profile())
           if (k == "head" || k == "embed") head_ms += 1000 * v / static_cast<double>(steps);
       }
+    }
+  }
+  // ---- batched decode: B sessions at the first context, one token each per step ----
+  std::vector<nlohmann::json> batch_runs;
+  if (!batches.empty()) {
+    Backend& be = model_engine(*model).backend();
+    const int64_t C = contexts.front();
+    for (int64_t B : batches) {
+      log("batched decode of " + std::to_string(B) + " sessions at context " + std::to_string(C) + "...\n");
+      SessionOptions so;
+      so.max_context = C + steps + 8;
+      so.profile = true;  // forward_batch charges each step's op times to the first session
+      std::vector<std::unique_ptr<Session>> sessions;
+      for (int64_t b = 0; b < B; ++b) {
+        sessions.push_back(std::make_unique<Session>(model, so));
+        SessionAccess::fill_random(*sessions.back(), C, 1000 + static_cast<uint64_t>(b));
+      }
+      const auto ids = random_ids((steps + 3) * B, cfg.vocab_size, 17 + static_cast<uint64_t>(B));
+      std::vector<BatchItem> items(static_cast<size_t>(B));
+      auto step = [&](int64_t i) {
+        for (int64_t b = 0; b < B; ++b) items[static_cast<size_t>(b)] = {sessions[static_cast<size_t>(b)].get(), {ids.data() + i * B + b, 1}};
+        forward_batch(items);
+      };
+      for (int k = 0; k < 2; ++k) step(k);  // warm-up
+      be.reset_stats();
+      sessions.front()->clear_profile();
+      std::vector<double> step_ms;
+      for (int64_t i = 2; i < steps + 2; ++i) {
+        const auto t0 = Clock::now();
+        step(i);
+        step_ms.push_back(1000 * secs(t0, Clock::now()));
+      }
+      const OpStats st = be.stats();
+      std::sort(step_ms.begin(), step_ms.end());
+      const double ms = step_ms[step_ms.size() / 2];
+      // Bytes actually read per step: dense weights once, each distinct routed expert once, the
+      // embedding rows, every session's cache; FLOPs: every token through every product it uses.
+      const double touched = static_cast<double>(st.experts_touched) / static_cast<double>(steps);  // summed over layers
+      double bytes = head.bytes + embed_row_bytes * static_cast<double>(B), flops = head.flops * static_cast<double>(B), cache = 0;
+      for (int64_t l = 0; l < cfg.num_layers; ++l) {
+        const LayerCost& lc = lcost[static_cast<size_t>(l)];
+        const ExpertW& e = mw.layers[static_cast<size_t>(l)].moe.experts.front();
+        const double ebytes = static_cast<double>(e.w1.bytes() + e.w3.bytes() + e.w2.bytes());
+        bytes += lc.bytes - ebytes * static_cast<double>(cfg.experts_per_token);  // the dense part
+        flops += lc.flops * static_cast<double>(B);
+        for (int64_t b = 0; b < B; ++b) attention_cost(cfg, l, C + 1 + steps / 2, flops, cache);
+        if (l == 0) bytes += ebytes * touched;  // every layer's experts have the same size in the bench configs
+      }
+      bytes += cache;
+      const double t_bw = ceil.copy_gbps > 0 ? bytes / (ceil.copy_gbps * 1e9) : 0.0;
+      const double t_fl = ceil.matmul_gflops > 0 ? flops / (ceil.matmul_gflops * 1e9) : 0.0;
+      const double bound_ms = 1000 * std::max(t_bw, t_fl);
+      batch_runs.push_back({{"context", C}, {"batch", B}, {"ms_per_step", ms}, {"ms_per_token", ms / static_cast<double>(B)},
+                            {"tokens_per_s", 1000.0 * static_cast<double>(B) / ms}, {"bytes_per_step", bytes},
+                            {"cache_bytes_per_step", cache}, {"flops_per_step", flops},
+                            {"experts_touched_per_step", touched}, {"bound_ms", bound_ms},
+                            {"bound", t_bw >= t_fl ? "bandwidth" : "compute"}, {"roofline_ratio", bound_ms > 0 ? bound_ms / ms : 0.0},
+                            {"session_state_bytes", sessions.front()->memory().state_bytes}});
+      nlohmann::json prof;
+      for (const auto& [k, v] : sessions.front()->profile()) prof[k] = 1000 * v / static_cast<double>(steps);
+      batch_runs.back()["profile_ms"] = prof;
     }
   }
   remeasure();  // after the decode runs too: the ceiling is the best of all measurements
@@ -320,6 +386,21 @@ int cmd_bench(int argc, char** argv) {
     const double gbps = d["gbps"].get<double>();
     d["bandwidth_ratio"] = ceil.copy_gbps > 0 ? gbps / ceil.copy_gbps : 0.0;  // against the best copy bandwidth
     d["read_bandwidth_ratio"] = ceil.read_gbps > 0 ? gbps / ceil.read_gbps : 0.0;
+    const double t_bw = ceil.copy_gbps > 0 ? d["bytes_per_step"].get<double>() / (ceil.copy_gbps * 1e9) : 0.0;
+    const double t_fl = ceil.matmul_gflops > 0 ? d["flops_per_step"].get<double>() / (ceil.matmul_gflops * 1e9) : 0.0;
+    d["bound_ms"] = 1000 * std::max(t_bw, t_fl);
+    d["bound"] = t_bw >= t_fl ? "bandwidth" : "compute";
+    d["roofline_ratio"] = d["bound_ms"].get<double>() / d["ms_per_step"].get<double>();
+  }
+  // Batched runs: bounds against the final (best) ceilings.
+  for (auto& d : batch_runs) {
+    const double t_bw = ceil.copy_gbps > 0 ? d["bytes_per_step"].get<double>() / (ceil.copy_gbps * 1e9) : 0.0;
+    const double t_fl = ceil.matmul_gflops > 0 ? d["flops_per_step"].get<double>() / (ceil.matmul_gflops * 1e9) : 0.0;
+    d["bound_ms"] = 1000 * std::max(t_bw, t_fl);
+    d["bound"] = t_bw >= t_fl ? "bandwidth" : "compute";
+    d["roofline_ratio"] = d["bound_ms"].get<double>() / d["ms_per_step"].get<double>();
+    d["gbps"] = d["bytes_per_step"].get<double>() / (d["ms_per_step"].get<double>() / 1000) / 1e9;
+    out["decode"].push_back(d);
   }
 
   // ---- prefill ----
@@ -383,10 +464,29 @@ int cmd_bench(int argc, char** argv) {
   std::printf("), read bandwidth %.1f GB/s, matmul %.1f GFLOP/s\n\n", ceil.read_gbps, ceil.matmul_gflops);
   std::printf("%-10s %10s %14s %8s %10s %10s\n", "decode", "ms/token", "MB read/token", "GB/s", "vs copy", "vs read");
   for (const auto& d : out["decode"])
-    std::printf("ctx %-6lld %10.2f %14.1f %8.2f %9.0f%% %9.0f%%\n", static_cast<long long>(d["context"].get<int64_t>()),
-                d["ms_per_token"].get<double>(), d["bytes_per_token"].get<double>() / 1e6, d["gbps"].get<double>(),
-                100 * d["bandwidth_ratio"].get<double>(), 100 * d["read_bandwidth_ratio"].get<double>());
+    if (d.contains("bytes_per_token"))
+      std::printf("ctx %-6lld %10.2f %14.1f %8.2f %9.0f%% %9.0f%%\n", static_cast<long long>(d["context"].get<int64_t>()),
+                  d["ms_per_token"].get<double>(), d["bytes_per_token"].get<double>() / 1e6, d["gbps"].get<double>(),
+                  100 * d["bandwidth_ratio"].get<double>(), 100 * d["read_bandwidth_ratio"].get<double>());
   std::printf("(the median step against the best copy / read bandwidth measured in the run)\n");
+  if (!batch_runs.empty()) {
+    std::printf("\nbatched decode at context %lld: B sessions, one token each per step; bound = max(bytes / copy bandwidth, FLOPs / matmul)\n",
+                static_cast<long long>(contexts.front()));
+    std::printf("%6s %10s %10s %9s %11s %9s %9s %10s %9s %9s\n", "batch", "ms/step", "tokens/s", "MB/step", "GFLOP/step", "experts",
+                "bound ms", "bound by", "vs bound", "vs B=1");
+    double one = 0;
+    for (const auto& d : out["decode"]) {
+      if (d.contains("bytes_per_token")) continue;
+      const double tps = d["tokens_per_s"].get<double>();
+      if (d["batch"].get<int64_t>() == 1) one = tps;
+      std::printf("%6lld %10.2f %10.1f %9.1f %11.1f %9.1f %9.2f %10s %8.0f%% %8.2fx\n", static_cast<long long>(d["batch"].get<int64_t>()),
+                  d["ms_per_step"].get<double>(), tps, d["bytes_per_step"].get<double>() / 1e6, d["flops_per_step"].get<double>() / 1e9,
+                  d["experts_touched_per_step"].get<double>(), d["bound_ms"].get<double>(), d["bound"].get<std::string>().c_str(),
+                  100 * d["roofline_ratio"].get<double>(), one > 0 ? tps / one : 0.0);
+    }
+    std::printf("(experts: distinct routed experts read per step, all layers; memory per session at this context: %s)\n",
+                human_bytes(static_cast<double>(batch_runs.front()["session_state_bytes"].get<uint64_t>())).c_str());
+  }
   std::printf("\n%-10s %12s %12s %12s %12s\n", "prefill", "tokens/s", "seconds", "GFLOP/s", "vs matmul");
   for (const auto& p : out["prefill"])
     std::printf("%-10lld %12.1f %12.2f %12.1f %11.0f%%\n", static_cast<long long>(p["tokens"].get<int64_t>()), p["tokens_per_s"].get<double>(),

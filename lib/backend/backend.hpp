@@ -52,7 +52,8 @@ struct IndexerArgs {
   int32_t* select = nullptr;    // [S, topk] out
 };
 
-// One product of a batch handed to Backend::linear_multi: y = x · W[r0 … r0+n)ᵀ.
+// One product of a batch handed to Backend::linear_multi: y = x · W[r0 … r0+n)ᵀ over `rows`
+// activation rows (0: the S of the call).
 struct LinearTask {
   const MatW* w;
   int64_t r0, n;
@@ -60,6 +61,7 @@ struct LinearTask {
   int64_t ldx;
   float* y;
   int64_t ldy;
+  int64_t rows = 0;
 };
 
 // Which compressor of a layer's state an op works on.
@@ -105,7 +107,7 @@ class Backend {
   virtual void linear_multi(const LinearTask* tasks, size_t count, int64_t S) {
     for (size_t t = 0; t < count; ++t) {
       const LinearTask& k = tasks[t];
-      linear(*k.w, k.r0, k.n, k.x, k.ldx, S, k.y, k.ldy);
+      linear(*k.w, k.r0, k.n, k.x, k.ldx, k.rows > 0 ? k.rows : S, k.y, k.ldy);
     }
   }
   // X[s, j, :] = table[step.ids[s]] for each of nc streams.

@@ -68,6 +68,7 @@ class CpuBackend : public Backend {
   std::shared_ptr<ThreadPool> pool_;
   int limit_ = 0;
   Workspace ws_;  // op-internal scratch (mHC mix, MoE routing and expert buffers, indexer scores)
+  std::vector<LinearTask> moe_tasks_;  // grow-only
   OpStats stats_;
   mutable std::mutex mem_mu_;
   uint64_t buffer_bytes_ = 0, weight_bytes_ = 0;

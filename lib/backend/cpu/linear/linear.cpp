@@ -127,8 +127,9 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
 }
 
 void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) {
+  auto rows_of = [&](size_t t) { return tasks[t].rows > 0 ? tasks[t].rows : S; };
   bool fused = gemv_available();
-  for (size_t t = 0; t < count && fused; ++t) fused = S <= gemv_max_batch(*tasks[t].w);
+  for (size_t t = 0; t < count && fused; ++t) fused = rows_of(t) <= gemv_max_batch(*tasks[t].w);
   if (!fused) {
     Backend::linear_multi(tasks, count, S);
     return;
@@ -137,8 +138,8 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
   size_t xp_total = 0;
   size_t scratch_floats = 1;
   for (size_t t = 0; t < count; ++t) {
-    xp_total += gemv_needs_prepared_x(*tasks[t].w) ? static_cast<size_t>(S * tasks[t].w->cols) : 0;
-    scratch_floats = std::max(scratch_floats, gemv_scratch_floats(*tasks[t].w, S));
+    xp_total += gemv_needs_prepared_x(*tasks[t].w) ? static_cast<size_t>(rows_of(t) * tasks[t].w->cols) : 0;
+    scratch_floats = std::max(scratch_floats, gemv_scratch_floats(*tasks[t].w, rows_of(t)));
   }
   float* xp = ws_.get(kGemvX + 1, std::max<size_t>(xp_total, 1));
   int64_t* start = reinterpret_cast<int64_t*>(ws_.get(kGemvX + 2, 2 * (count + 1)));
@@ -152,27 +153,30 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
       // Tasks that read the same x through the same kind of matrix share one prepared copy.
       size_t same = t;
       for (size_t u = 0; u < t && same == t; ++u)
-        if (tasks[u].x == tasks[t].x && tasks[u].ldx == tasks[t].ldx && gemv_same_prepared_x(*tasks[u].w, w)) same = u;
+        if (tasks[u].x == tasks[t].x && tasks[u].ldx == tasks[t].ldx && rows_of(u) == rows_of(t) && gemv_same_prepared_x(*tasks[u].w, w))
+          same = u;
       if (same != t) {
         xps[t] = xps[same];
       } else {
-        gemv_prepare_x(w, tasks[t].x, tasks[t].ldx, S, xp + off);
-        off += static_cast<size_t>(S * w.cols);
+        gemv_prepare_x(w, tasks[t].x, tasks[t].ldx, rows_of(t), xp + off);
+        off += static_cast<size_t>(rows_of(t) * w.cols);
       }
     }
     start[t + 1] = start[t] + tasks[t].n;
   }
   // One contiguous range of the concatenated rows per thread, balanced by bytes read (an FP8 row
-  // costs about twice an FP4 row of the same width), cut at 16-row boundaries of a task so that
-  // threads do not share output lines (V4 task sizes are multiples of 16).
+  // costs about twice an FP4 row of the same width; beyond four activation rows the kernels turn
+  // compute-bound, so a row costs in proportion to them), cut at 16-row boundaries of a task so
+  // that threads do not share output lines (V4 task sizes are multiples of 16).
   int64_t* cost = reinterpret_cast<int64_t*>(ws_.get(kGemvX + 4, 2 * (count + 1)));
+  auto row_cost = [&](size_t t) { return row_bytes(*tasks[t].w) * std::max<int64_t>(1, rows_of(t) / 4); };
   cost[0] = 0;
-  for (size_t t = 0; t < count; ++t) cost[t + 1] = cost[t] + tasks[t].n * row_bytes(*tasks[t].w);
+  for (size_t t = 0; t < count; ++t) cost[t + 1] = cost[t] + tasks[t].n * row_cost(t);
   const int64_t total = start[count];
-  auto locate = [&](int64_t target) {  // concatenated row where `target` bytes have been read
+  auto locate = [&](int64_t target) {  // concatenated row where `target` of the cost has been spent
     if (target >= cost[count]) return total;
     size_t t = static_cast<size_t>(std::upper_bound(cost, cost + count + 1, target) - cost) - 1;
-    const int64_t r = (target - cost[t]) / row_bytes(*tasks[t].w) / 16 * 16;
+    const int64_t r = (target - cost[t]) / row_cost(t) / 16 * 16;
     return start[t] + std::min(r, tasks[t].n);
   };
   const int parts = static_cast<int>(std::min<int64_t>(threads(), (total + 63) / 64));
@@ -183,7 +187,7 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
     for (int64_t g = b; g < e; ++t) {
       const LinearTask& k = tasks[t];
       const int64_t jb = g - start[t], je = std::min(e, start[t + 1]) - start[t];
-      if (je > jb) gemv_rows(*k.w, k.r0, jb, je, k.x, k.ldx, S, k.y, k.ldy, xps[t], scratch);
+      if (je > jb) gemv_rows(*k.w, k.r0, jb, je, k.x, k.ldx, rows_of(t), k.y, k.ldy, xps[t], scratch);
       g = start[t] + je;
     }
   });

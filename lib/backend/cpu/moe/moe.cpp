@@ -62,10 +62,9 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
       wk[s * K + k] = static_cast<float>(sc[ix[k]] / sum * c.routed_scaling_factor);
   }
 
-  // Shared expert writes `out`; routed experts accumulate into it.
   // Sized for S·K rows: a hash table may route one token to the same expert twice.
-  float* h1 = ws_.get(kH1, static_cast<size_t>(S * K * I));
-  float* h3 = ws_.get(kH3, static_cast<size_t>(S * K * I));
+  float* h1 = nullptr;
+  float* h3 = nullptr;
   stats_.expert_evals += static_cast<uint64_t>(S * K);
   if (S == 1 && gemv_available()) {
     int64_t distinct = 0;
@@ -74,22 +73,16 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
     moe_decode(w, c, x, idx, wk, out);
     return;
   }
-  if (w.shared) {
-    linear(w.shared->w1, 0, I, x, D, S, h1, I);
-    linear(w.shared->w3, 0, I, x, D, S, h3, I);
-    swiglu(h1, h3, S * I, L);
-    linear(w.shared->w2, 0, D, h1, I, S, out, D);
-  } else {
-    std::memset(out, 0, static_cast<size_t>(S * D) * sizeof(float));
-  }
-
   // Group (token, slot) pairs by expert with a counting sort.
   int32_t* count = ws_.get_i32(kCount, static_cast<size_t>(E + 1));
   int32_t* order = ws_.get_i32(kTokOfExpert, static_cast<size_t>(S * K));
   std::fill(count, count + E + 1, 0);
   for (int64_t i = 0; i < S * K; ++i) ++count[idx[i] + 1];
+  bool fused = gemv_available();
   for (int64_t e = 0; e < E; ++e) {
-    stats_.experts_touched += count[e + 1] > 0;
+    const int64_t n = count[e + 1];
+    stats_.experts_touched += n > 0;
+    fused = fused && n <= gemv_max_batch(w.experts[static_cast<size_t>(e)].w1) && n <= gemv_max_batch(w.experts[static_cast<size_t>(e)].w2);
     count[e + 1] += count[e];
   }
   {
@@ -99,28 +92,71 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
   }
   float* xg = ws_.get(kGather, static_cast<size_t>(S * K * D));
   float* y = ws_.get(kY, static_cast<size_t>(S * K * D));
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = count[e + 1] - count[e];
-    if (n == 0) continue;
-    const int32_t* pairs = order + count[e];
-    const float* xin = x;
-    if (S > 1 || n > 1) {
-      for (int64_t r = 0; r < n; ++r)
-        std::memcpy(xg + r * D, x + (pairs[r] / K) * D, static_cast<size_t>(D) * sizeof(float));
-      xin = xg;
+  for (int64_t r = 0; r < S * K; ++r) std::memcpy(xg + r * D, x + (order[r] / K) * D, static_cast<size_t>(D) * sizeof(float));
+  // The shared expert's rows follow the routed ones in h1/h3.
+  float* h1s = ws_.get(kH1, static_cast<size_t>((S * K + S) * I)) + S * K * I;
+  float* h3s = ws_.get(kH3, static_cast<size_t>((S * K + S) * I)) + S * K * I;
+  h1 = h1s - S * K * I;
+  h3 = h3s - S * K * I;
+  const bool shared_fused = fused && w.shared && S <= gemv_max_batch(w.shared->w1) && S <= gemv_max_batch(w.shared->w2);
+
+  if (fused) {
+    // Decode-size batches: every expert's products on its gathered rows in one parallel pass for
+    // the up projections and one for the down projections (each weight read once, no pass per expert).
+    if (moe_tasks_.size() < static_cast<size_t>(2 * (E + 1))) moe_tasks_.resize(static_cast<size_t>(2 * (E + 1)));
+    LinearTask* t = moe_tasks_.data();
+    size_t nt = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t b = count[e], n = count[e + 1] - b;
+      if (n == 0) continue;
+      const ExpertW& ex = w.experts[static_cast<size_t>(e)];
+      t[nt++] = {&ex.w1, 0, I, xg + b * D, D, h1 + b * I, I, n};
+      t[nt++] = {&ex.w3, 0, I, xg + b * D, D, h3 + b * I, I, n};
     }
-    const ExpertW& ex = w.experts[static_cast<size_t>(e)];
-    linear(ex.w1, 0, I, xin, D, n, h1, I);
-    linear(ex.w3, 0, I, xin, D, n, h3, I);
-    swiglu(h1, h3, n * I, L);
-    linear(ex.w2, 0, D, h1, I, n, y, D);
-    for (int64_t r = 0; r < n; ++r) {
-      const int64_t s = pairs[r] / K;
-      const float wt = wk[pairs[r]];
-      float* o = out + s * D;
-      const float* yr = y + r * D;
-      for (int64_t d = 0; d < D; ++d) o[d] += wt * yr[d];
+    if (shared_fused) {
+      t[nt++] = {&w.shared->w1, 0, I, x, D, h1s, I, S};
+      t[nt++] = {&w.shared->w3, 0, I, x, D, h3s, I, S};
     }
+    linear_multi(t, nt, S);
+    if (w.shared && !shared_fused) {
+      linear(w.shared->w1, 0, I, x, D, S, h1s, I);
+      linear(w.shared->w3, 0, I, x, D, S, h3s, I);
+    }
+    swiglu(h1, h3, (S * K + (w.shared ? S : 0)) * I, L);
+    nt = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t b = count[e], n = count[e + 1] - b;
+      if (n > 0) t[nt++] = {&w.experts[static_cast<size_t>(e)].w2, 0, D, h1 + b * I, I, y + b * D, D, n};
+    }
+    if (shared_fused) t[nt++] = {&w.shared->w2, 0, D, h1s, I, out, D, S};
+    linear_multi(t, nt, S);
+    if (w.shared && !shared_fused) linear(w.shared->w2, 0, D, h1s, I, S, out, D);
+  } else {
+    // Shared expert writes `out`; routed experts, one after another, accumulate into it.
+    if (w.shared) {
+      linear(w.shared->w1, 0, I, x, D, S, h1s, I);
+      linear(w.shared->w3, 0, I, x, D, S, h3s, I);
+      swiglu(h1s, h3s, S * I, L);
+      linear(w.shared->w2, 0, D, h1s, I, S, out, D);
+    }
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t b = count[e], n = count[e + 1] - b;
+      if (n == 0) continue;
+      const ExpertW& ex = w.experts[static_cast<size_t>(e)];
+      linear(ex.w1, 0, I, xg + b * D, D, n, h1 + b * I, I);
+      linear(ex.w3, 0, I, xg + b * D, D, n, h3 + b * I, I);
+      swiglu(h1 + b * I, h3 + b * I, n * I, L);
+      linear(ex.w2, 0, D, h1 + b * I, I, n, y + b * D, D);
+    }
+  }
+  if (!w.shared) std::memset(out, 0, static_cast<size_t>(S * D) * sizeof(float));
+  // Weighted routed outputs, in expert order.
+  for (int64_t r = 0; r < S * K; ++r) {
+    const int64_t s = order[r] / K;
+    const float wt = wk[order[r]];
+    float* o = out + s * D;
+    const float* yr = y + r * D;
+    for (int64_t d = 0; d < D; ++d) o[d] += wt * yr[d];
   }
 }
 
