@@ -94,6 +94,9 @@ class Backend {
   virtual uint64_t scratch_bytes() const = 0;
   // Most worker threads the following ops may use (0: all the backend has). Host setting.
   virtual void set_thread_limit(int) {}
+  // Sizes op-internal scratch for sequences of up to `max_context` tokens, so that no decode
+  // step allocates later (called when a session is created; grow only).
+  virtual void reserve(const ModelConfig&, int64_t /*max_context*/) {}
   virtual OpStats stats() const { return {}; }
   virtual void reset_stats() {}
 

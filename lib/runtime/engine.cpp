@@ -31,7 +31,10 @@ Engine::Engine(const ModelConfig& c, const ModelWeights& host_weights, std::uniq
 Engine::~Engine() = default;
 
 std::unique_ptr<SequenceState> Engine::new_sequence(int64_t capacity) {
-  return std::make_unique<SequenceState>(*be_, StateLayout::make(c_, capacity));
+  StateLayout layout = StateLayout::make(c_, capacity);
+  std::lock_guard<std::mutex> lk(mu_);  // no step runs while the backend grows its scratch
+  be_->reserve(c_, capacity);
+  return std::make_unique<SequenceState>(*be_, std::move(layout));
 }
 
 uint64_t Engine::step_buffer_bytes() const { return fw_.buffer_bytes(); }

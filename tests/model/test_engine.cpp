@@ -174,7 +174,7 @@ TEST_CASE("forward_batch: each session gets the logits it gets alone, at differe
       CHECK(rel_err(got.data(), g.logits.data() + (batch[i]->position() - 1) * V, got.size()) <= kTol);
     }
   }
-  MESSAGE("forward_batch vs alone: worst relative difference " << worst << (bitwise ? " (bitwise equal)" : " (not bitwise equal)"));
+  MESSAGE("forward_batch vs alone: worst relative difference " << worst << std::string(bitwise ? " (bitwise equal)" : " (not bitwise equal)"));
 }
 
 TEST_CASE("forward_batch validates everything before changing anything") {

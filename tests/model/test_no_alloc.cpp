@@ -43,3 +43,25 @@ TEST_CASE("no heap allocation per decoded token") {
   delete probe;
   CHECK(g_allocs.load() >= 1);
 }
+
+TEST_CASE("no heap allocation per batched decode step (forward_batch of three sessions)") {
+  using namespace dsv4;
+  const auto g = test::load_golden("mid_flash");
+  const auto model = Model::load(test::golden_dir("mid_flash"));
+  std::vector<std::unique_ptr<Session>> s;
+  for (int i = 0; i < 3; ++i) {
+    s.push_back(std::make_unique<Session>(model));
+    s.back()->forward({g.ids.data(), static_cast<size_t>(100 + 50 * i)});
+  }
+  std::vector<BatchItem> items(3);
+  auto step = [&] {
+    for (size_t i = 0; i < 3; ++i) items[i] = {s[i].get(), {g.ids.data() + s[i]->position(), 1}};
+    forward_batch(items);
+  };
+  step();  // the first batched step sizes the buffers
+  g_allocs = 0;
+  g_counting = true;
+  for (int i = 0; i < 60; ++i) step();
+  g_counting = false;
+  CHECK(g_allocs.load() == 0);
+}

@@ -33,6 +33,7 @@ class RecordingBackend final : public Backend {
   ModelWeights bind_weights(const ModelWeights& host, const ModelConfig& cfg) override { return in_->bind_weights(host, cfg); }
   uint64_t scratch_bytes() const override { return in_->scratch_bytes(); }
   void set_thread_limit(int n) override;
+  void reserve(const ModelConfig& c, int64_t max_context) override { in_->reserve(c, max_context); }
   OpStats stats() const override { return in_->stats(); }
   void reset_stats() override { in_->reset_stats(); }
 

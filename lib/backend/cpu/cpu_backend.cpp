@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -66,6 +67,31 @@ BackendInfo CpuBackend::info() const {
   b.ops = {"linear", "embed", "rms_norm", "rope", "mhc", "attention", "compressor", "indexer", "moe", "gather"};
   b.graphs = false;
   return b;
+}
+
+void CpuBackend::reserve(const ModelConfig& c, int64_t max_context) {
+  // The context-dependent scratch: indexer scores over every visible entry, attention's gathered
+  // rows (window + selected or all visible entries). Sized for the worst step at max_context.
+  int64_t max_vis = 0, max_entries = 0;
+  for (size_t l = 0; l < c.attn_kind.size(); ++l) {
+    if (c.attn_kind[l] == AttnKind::Sliding || c.compress_ratio[l] <= 0) continue;
+    const int64_t vis = max_context / c.compress_ratio[l];
+    if (c.attn_kind[l] == AttnKind::CSA) {
+      max_vis = std::max(max_vis, vis);
+      max_entries = std::max(max_entries, c.index_topk);
+    } else {
+      max_entries = std::max(max_entries, vis);
+    }
+  }
+  const size_t per_thread = std::max({attention_scratch_floats(c.sliding_window, c.head_dim, c.num_heads, max_entries),
+                                      max_vis > 0 ? indexer_scratch_floats(max_vis, c.index_n_heads) : size_t{0},
+                                      static_cast<size_t>(256 * c.index_n_heads + c.index_n_heads)});
+  if (max_vis > 0) {
+    ws_.get(kIndexScore, static_cast<size_t>(max_vis));
+    ws_.get(kIndexOrder, static_cast<size_t>(max_vis));
+  }
+  // Each thread grows its own scratch, inside a parallel pass (the only place it is its own).
+  pool_->parallel_for(pool_->size(), 1, [&](int tid, int64_t, int64_t) { pool_->scratch(tid, per_thread); });
 }
 
 void* CpuBackend::alloc(size_t bytes) {

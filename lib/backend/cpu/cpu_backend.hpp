@@ -20,6 +20,7 @@ class CpuBackend : public Backend {
   int threads() const { return limit_ > 0 && limit_ < pool_->size() ? limit_ : pool_->size(); }
   uint64_t scratch_bytes() const override { return pool_->scratch_bytes() + ws_.bytes(); }
   void set_thread_limit(int n) override { limit_ = n; }
+  void reserve(const ModelConfig& c, int64_t max_context) override;
   OpStats stats() const override { return stats_; }
   void reset_stats() override { stats_ = {}; }
 
@@ -64,6 +65,9 @@ class CpuBackend : public Backend {
 
  private:
   void moe_decode(const MoeW& w, const ModelConfig& c, const float* x, const int32_t* idx, const float* wk, float* out);
+  // Sizes linear_multi's scratch for up to `tasks` tasks and `xp_floats` prepared activations, so a
+  // caller whose task list varies from step to step (MoE) allocates nothing once warm.
+  void reserve_multi(size_t tasks, size_t xp_floats);
 
   std::shared_ptr<ThreadPool> pool_;
   int limit_ = 0;
@@ -73,6 +77,10 @@ class CpuBackend : public Backend {
   mutable std::mutex mem_mu_;
   uint64_t buffer_bytes_ = 0, weight_bytes_ = 0;
   static constexpr size_t kIndexScore = 200, kIndexOrder = 201;
+ public:
+  // Scratch (floats) of one thread in attention() / indexer_select() for positions below `max_pos + 1`.
+  static size_t attention_scratch_floats(int64_t W, int64_t hd, int64_t hb, int64_t max_entries);
+  static size_t indexer_scratch_floats(int64_t max_vis, int64_t nI);
 };
 
 // Decodes rows [r, r + count) of W into out[count, W.cols] as fp32 (the reference for every kernel).

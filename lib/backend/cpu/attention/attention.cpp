@@ -20,6 +20,11 @@ using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMa
 constexpr int64_t kRowsRound = 512;  // scratch sized in steps of this many rows: no regrowth every few tokens
 }  // namespace
 
+size_t CpuBackend::attention_scratch_floats(int64_t W, int64_t hd, int64_t hb, int64_t max_entries) {
+  const int64_t cap = (W + max_entries + kRowsRound - 1) / kRowsRound * kRowsRound;
+  return static_cast<size_t>(cap * hd + hb * cap);
+}
+
 void CpuBackend::attention(const AttentionArgs& a) {
   const int64_t hd = a.hd, H = a.H;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -30,7 +35,7 @@ void CpuBackend::attention(const AttentionArgs& a) {
   // Enough work items for every thread, each as many heads as possible (the gather is per item).
   const int64_t per_token = std::clamp<int64_t>((threads() + a.S - 1) / a.S, 1, H);
   const int64_t hb = (H + per_token - 1) / per_token, blocks = (H + hb - 1) / hb;
-  const size_t scratch_floats = static_cast<size_t>(cap * hd + hb * cap);
+  const size_t scratch_floats = attention_scratch_floats(a.W, hd, hb, max_entries);
   par(a.S * blocks, 1, [&](int tid, int64_t b, int64_t e) {
     float* K = thread_scratch(tid, scratch_floats);
     float* L = K + cap * hd;

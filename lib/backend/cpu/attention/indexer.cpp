@@ -59,6 +59,10 @@ void select_top(const IndexerArgs& a, int64_t vis, const float* score, int32_t* 
 
 }  // namespace
 
+size_t CpuBackend::indexer_scratch_floats(int64_t max_vis, int64_t nI) {
+  return static_cast<size_t>(max_vis * nI + 2 * max_vis + 1 + nI);
+}
+
 void CpuBackend::indexer_select(const IndexerArgs& a) {
   int64_t max_pos = 0;
   for (int64_t s = 0; s < a.S; ++s) max_pos = std::max(max_pos, a.step.pos[s]);
@@ -83,7 +87,7 @@ void CpuBackend::indexer_select(const IndexerArgs& a) {
     }
     return;
   }
-  const size_t scratch_floats = static_cast<size_t>(max_vis * a.nI + 2 * max_vis + 1 + a.nI);
+  const size_t scratch_floats = indexer_scratch_floats(max_vis, a.nI);
   par(a.S, 1, [&](int tid, int64_t b, int64_t e) {
     float* buf = thread_scratch(tid, scratch_floats);
     float* dots = buf;                    // [vis, nI]

@@ -126,6 +126,11 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
   });
 }
 
+void CpuBackend::reserve_multi(size_t tasks, size_t xp_floats) {
+  ws_.get(kGemvX + 1, std::max<size_t>(xp_floats, 1));
+  for (size_t slot = kGemvX + 2; slot <= kGemvX + 4; ++slot) ws_.get(slot, 2 * (tasks + 1));
+}
+
 void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) {
   auto rows_of = [&](size_t t) { return tasks[t].rows > 0 ? tasks[t].rows : S; };
   bool fused = gemv_available();

@@ -104,6 +104,8 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
     // Decode-size batches: every expert's products on its gathered rows in one parallel pass for
     // the up projections and one for the down projections (each weight read once, no pass per expert).
     if (moe_tasks_.size() < static_cast<size_t>(2 * (E + 1))) moe_tasks_.resize(static_cast<size_t>(2 * (E + 1)));
+    // The task list changes with the routing; its scratch depends only on S.
+    reserve_multi(static_cast<size_t>(2 * (E + 1)), static_cast<size_t>((S * K + S) * std::max(D, I)));
     LinearTask* t = moe_tasks_.data();
     size_t nt = 0;
     for (int64_t e = 0; e < E; ++e) {
