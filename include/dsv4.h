@@ -98,6 +98,8 @@ typedef struct dsv4_load_params {
   int64_t max_batch;          /* most rows (tokens of all sessions) one step carries, default 512 */
   dsv4_progress_fn progress;  /* may be NULL */
   void* user_data;            /* passed to progress */
+  const char* cpu_tier;       /* CPU kernel tier; NULL or "auto": the best this CPU runs, or force a lower one
+                                 ("portable", "avx2", "avx512", "avx512vnni"; "neon", "neondot") */
 } dsv4_load_params;
 DSV4_C_API dsv4_load_params dsv4_load_default_params(void);
 /* Loads a checkpoint onto the backend/device of params (NULL: defaults). An unknown backend, one

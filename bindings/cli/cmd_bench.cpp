@@ -149,7 +149,7 @@ double peak_rss_gib() {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--preset", "--config", "--layers", "--backend", "--device", "--contexts", "--prompts", "--threads", "--steps", "--seed", "--max-batch", "--batch"},
+  Args a(argc, argv, 2, {"--preset", "--config", "--layers", "--backend", "--device", "--cpu-tier", "--contexts", "--prompts", "--threads", "--steps", "--seed", "--max-batch", "--batch"},
          {"--json", "--skip-ceilings"}, {});
   if (a.has("--preset") && a.has("--config")) throw UsageError("give --preset or --config, not both");
   const int64_t layers = a.get_int("--layers", 4);
@@ -264,8 +264,11 @@ int cmd_bench(int argc, char** argv) {
   const double embed_row_bytes = static_cast<double>(cfg.hidden_size) * 2;
 
   nlohmann::json out;
+  const std::string kernel_tier = model->backend_info().kernel_tier;
   out["model"] = {{"source", source}, {"layers", cfg.num_layers}, {"weight_bytes", weight_bytes}, {"threads", threads},
                   {"build_seconds", build_s}};
+  out["kernel_tier"] = kernel_tier;
+  log("kernel tier: " + kernel_tier + "\n");
 
   // ---- decode ----
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
@@ -461,8 +464,8 @@ int cmd_bench(int argc, char** argv) {
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  std::printf("\ndsv4 bench: %s, %lld layers, %d threads, %.2f GiB of weights (built in %.1f s)\n", source.c_str(),
-              static_cast<long long>(cfg.num_layers), threads, static_cast<double>(weight_bytes) / (1u << 30), build_s);
+  std::printf("\ndsv4 bench: %s, %lld layers, %d threads, kernel tier %s, %.2f GiB of weights (built in %.1f s)\n", source.c_str(),
+              static_cast<long long>(cfg.num_layers), threads, kernel_tier.c_str(), static_cast<double>(weight_bytes) / (1u << 30), build_s);
   std::printf("ceilings: copy bandwidth %.1f GB/s (read+write; best in the run; full measurements", ceil.copy_gbps);
   for (double v : copy_samples) std::printf(" %.1f", v);
   std::printf("), read bandwidth %.1f GB/s, matmul %.1f GFLOP/s (best of", ceil.read_gbps, ceil.matmul_gflops);

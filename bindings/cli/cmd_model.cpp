@@ -37,6 +37,7 @@ LoadOptions load_options(const Args& a) {
   o.backend = a.get("--backend").value_or("cpu");
   o.device = static_cast<int>(a.get_int("--device", 0));
   o.threads = static_cast<int>(a.get_int("--threads", 0));
+  o.cpu_tier = a.get("--cpu-tier").value_or("");
   if (o.device < 0) throw UsageError("--device must be >= 0");
   if (o.threads < 0) throw UsageError("--threads must be >= 0");
   return o;
@@ -49,9 +50,12 @@ std::string model_dir(const Args& a) {
 }
 
 int cmd_info(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--model", "--context", "--backend", "--device", "--threads"}, {}, {{"-m", "--model"}});
+  Args a(argc, argv, 2, {"--model", "--context", "--backend", "--device", "--cpu-tier", "--threads"}, {}, {{"-m", "--model"}});
   std::cout << "backends compiled in:";
   for (const auto& b : dsv4::compiled_backends()) std::cout << " " << b;
+  std::cout << "\nCPU kernel tiers compiled in:";
+  for (const auto& t : dsv4::cpu_kernel_tiers()) std::cout << " " << t;
+  std::cout << " (best this CPU runs: " << dsv4::best_cpu_kernel_tier() << ")";
   std::cout << "\ndevices found:\n";
   for (const auto& d : dsv4::available_devices())
     std::cout << "  " << d.backend << ":" << d.device << "  " << d.name << ", " << human_bytes(static_cast<double>(d.memory_total))
@@ -116,7 +120,7 @@ std::vector<int32_t> read_ids(const Args& a) {
 }
 
 int cmd_logits(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--model", "--ids", "--ids-file", "--output", "--chunks", "--threads", "--max-context", "--backend", "--device"}, {},
+  Args a(argc, argv, 2, {"--model", "--ids", "--ids-file", "--output", "--chunks", "--threads", "--max-context", "--backend", "--device", "--cpu-tier"}, {},
          {{"-m", "--model"}, {"-o", "--output"}});
   const std::string out_path = require(a, "--output");
   const auto ids = read_ids(a);

@@ -110,7 +110,7 @@ struct Printer {
 }  // namespace
 
 int cmd_generate(int argc, char** argv) {
-  std::set<std::string> valued = {"--model", "--prompt", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--backend", "--device"};
+  std::set<std::string> valued = {"--model", "--prompt", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--backend", "--device", "--cpu-tier"};
   valued.insert(kSamplingFlags.begin(), kSamplingFlags.end());
   Args a(argc, argv, 2, valued, {"--greedy", "--raw", "--hide-reasoning", "--show-ids"}, {{"-m", "--model"}, {"-p", "--prompt"}, {"-n", "--max-tokens"}});
   const int64_t max_tokens = a.get_int("--max-tokens", 256);
@@ -183,7 +183,7 @@ int cmd_generate(int argc, char** argv) {
 }
 
 int cmd_chat(int argc, char** argv) {
-  std::set<std::string> valued = {"--model", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--system", "--backend", "--device"};
+  std::set<std::string> valued = {"--model", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--system", "--backend", "--device", "--cpu-tier"};
   valued.insert(kSamplingFlags.begin(), kSamplingFlags.end());
   Args a(argc, argv, 2, valued, {"--greedy"}, {{"-m", "--model"}, {"-n", "--max-tokens"}});
   const ThinkMode mode = parse_think_mode(a.get("--think").value_or("none"));

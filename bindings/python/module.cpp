@@ -159,6 +159,8 @@ PYBIND11_MODULE(_dsv4, m) {
   });
 
   m.def("backends", &dsv4::compiled_backends, "Names of the backends compiled into this library (always includes 'cpu').");
+  m.def("cpu_tiers", &dsv4::cpu_kernel_tiers, "CPU kernel tiers compiled into this library, lowest first.");
+  m.def("best_cpu_tier", &dsv4::best_cpu_kernel_tier, "The best CPU kernel tier this machine runs.");
   m.def("devices", [] {
     py::list out;
     for (const auto& d : dsv4::available_devices())
@@ -169,18 +171,21 @@ PYBIND11_MODULE(_dsv4, m) {
 
   py::class_<PyModel>(m, "Model", R"doc(Immutable weights of a DeepSeek-V4 checkpoint, bound to one backend; share it across sessions.
 
-Model(path, backend="cpu", device=0, threads=0, max_batch=512, progress=None): path is a
+Model(path, backend="cpu", device=0, threads=0, max_batch=512, progress=None, cpu_tier=""): path is a
 checkpoint directory (str or os.PathLike). threads sizes the CPU backend's worker pool, shared
 by every session of the model (0: one per hardware thread). max_batch bounds the rows of one
 step (tokens of all sessions together). progress(fraction, stage) is called during loading.
+cpu_tier forces a CPU kernel tier ("" = the best this CPU runs; see dsv4.cpu_tiers()).
 A backend not built into this library, or a missing device, raises UnsupportedError.)doc")
-      .def(py::init([](py::object path, const std::string& backend, int device, int threads, int64_t max_batch, std::optional<py::function> progress) {
+      .def(py::init([](py::object path, const std::string& backend, int device, int threads, int64_t max_batch, std::optional<py::function> progress,
+                       const std::string& cpu_tier) {
              const std::string dir = py::module_::import("os").attr("fspath")(path).cast<std::string>();
              dsv4::LoadOptions o;
              o.backend = backend;
              o.device = device;
              o.threads = threads;
              o.max_batch = max_batch;
+             o.cpu_tier = cpu_tier;
              if (progress) {
                o.progress = [fn = *progress](double f, std::string_view stage) {
                  py::gil_scoped_acquire gil;
@@ -190,7 +195,7 @@ A backend not built into this library, or a missing device, raises UnsupportedEr
              py::gil_scoped_release nogil;
              return PyModel{dsv4::Model::load(dir, o)};
            }),
-           "path"_a, "backend"_a = "cpu", "device"_a = 0, "threads"_a = 0, "max_batch"_a = 512, "progress"_a = py::none())
+           "path"_a, "backend"_a = "cpu", "device"_a = 0, "threads"_a = 0, "max_batch"_a = 512, "progress"_a = py::none(), "cpu_tier"_a = "")
       .def_property_readonly("backend", [](const PyModel& p) {
         const dsv4::BackendInfo b = p.m->backend_info();
         return py::dict("name"_a = b.name, "device"_a = b.device, "device_name"_a = b.device_name, "kernel_tier"_a = b.kernel_tier,

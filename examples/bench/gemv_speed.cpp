@@ -3,7 +3,7 @@
 // from a pool far larger than the caches, as routed experts are read). Prints GB/s of weights
 // and the ratio to the read bandwidth measured in the same run.
 //
-//   bench_gemv [pool GiB = 2] [threads = all]
+//   bench_gemv [pool GiB = 2] [threads = all] [cpu tier = best]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/select.hpp"
 #include "util/arena.hpp"
 #include "util/read_probe.hpp"
 
@@ -73,7 +73,9 @@ int main(int argc, char** argv) {
                           {"fp8 wo_b 4096x8192", WFormat::FP8, 4096, 8192},
                           {"fp4 expert w1 2048x4096", WFormat::FP4, 2048, 4096},
                           {"fp4 expert w2 4096x2048", WFormat::FP4, 4096, 2048}};
-  CpuBackend be(threads);
+  const std::string tier = argc > 3 ? argv[3] : "";
+  auto backend = make_cpu_backend(threads, tier);
+  Backend& be = *backend;
   std::mt19937_64 rng(1);
   Arena arena;
   const size_t pool = static_cast<size_t>(pool_gib * (1u << 30));

@@ -19,6 +19,8 @@ struct LoadOptions {
   std::string backend = "cpu";  // "cpu" (always built), "cuda" (builds with DSV4_CUDA)
   int device = 0;               // device index of that backend (the CPU has one: 0)
   int threads = 0;              // CPU worker threads of the model's pool, shared by all its sessions (0: one per hardware thread)
+  std::string cpu_tier;         // CPU kernel tier: "" / "auto" = the best this CPU runs; or a lower one to force it
+                                // ("portable", "avx2", "avx512", "avx512vnni"; "neon", "neondot" on AArch64)
   int64_t max_batch = 512;      // most rows (tokens of all sessions together) one step carries; bounds step buffers
   // Called during loading with the fraction done (0 … 1) and what is being done. May be empty.
   std::function<void(double fraction, std::string_view stage)> progress;
@@ -51,6 +53,9 @@ struct DeviceInfo {
 
 // Backends this build has (always contains "cpu").
 DSV4_API std::vector<std::string> compiled_backends();
+// CPU kernel tiers this build has (lowest first), and the best one this machine runs.
+DSV4_API std::vector<std::string> cpu_kernel_tiers();
+DSV4_API std::string best_cpu_kernel_tier();
 // Devices found now, for every compiled-in backend.
 DSV4_API std::vector<DeviceInfo> available_devices();
 

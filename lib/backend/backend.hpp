@@ -148,8 +148,10 @@ class Backend {
   virtual void gather_rows(const float* src, int64_t ld, const StepRef& step, int64_t n, int64_t width, float* dst) = 0;
 };
 
-// The CPU backend (Eigen + the machine's shared thread pool). threads <= 0: one per hardware thread.
-std::unique_ptr<Backend> make_cpu_backend(int threads);
+// The CPU backend (Eigen + the machine's shared thread pool) with the kernels of `tier` ("" or
+// "auto": the best this CPU runs; see backend/cpu/select.hpp). threads <= 0: one per hardware
+// thread. Throws UnsupportedError for a tier not compiled in or one this CPU cannot run.
+std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& tier = "");
 // The backend named in LoadOptions (throws UnsupportedError for one not built or a missing device).
 std::unique_ptr<Backend> make_backend(const LoadOptions& o);
 // The checks of make_backend without creating anything.

@@ -148,6 +148,7 @@ dsv4_status dsv4_model_load_ex(const char* dir, const dsv4_load_params* params, 
     o.device = p.device;
     o.threads = p.threads;
     o.max_batch = p.max_batch;
+    if (p.cpu_tier != nullptr) o.cpu_tier = p.cpu_tier;
     if (p.progress != nullptr)
       o.progress = [fn = p.progress, ud = p.user_data](double f, std::string_view stage) { fn(f, std::string(stage).c_str(), ud); };
     auto m = dsv4::Model::load(dir, o);

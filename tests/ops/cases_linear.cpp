@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "backend/cpu/cpu_backend.hpp"
+#include "quant/decode.hpp"
 #include "ops/harness.hpp"
 #include "support/support.hpp"
 

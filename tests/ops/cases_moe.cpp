@@ -6,7 +6,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "backend/cpu/cpu_backend.hpp"
+#include "quant/decode.hpp"
 #include "ops/harness.hpp"
 #include "support/support.hpp"
 

@@ -4,15 +4,19 @@
 #include <chrono>
 #include <cmath>
 
+#include "backend/cpu/select.hpp"
 #include "support/isolated_backend.hpp"
 
 namespace dsv4::test {
 
 std::vector<BackendUnderTest> backends_under_test() {
-  return {
-      {"cpu", [] { return make_cpu_backend(2); }},
-      {"cpu-isolated", [] { return std::make_unique<IsolatedBackend>(2, size_t{8} << 30); }},
-  };
+  // Every CPU kernel tier compiled in that this machine runs, then the host-isolation wrapper
+  // (over the best tier).
+  std::vector<BackendUnderTest> v;
+  for (const std::string& tier : cpu_tiers_compiled())
+    if (cpu_tier_runs(tier)) v.push_back({"cpu/" + tier, [tier] { return make_cpu_backend(2, tier); }});
+  v.push_back({"cpu-isolated", [] { return std::make_unique<IsolatedBackend>(2, size_t{8} << 30); }});
+  return v;
 }
 
 DevMat to_backend(Backend& be, const MatW& host) {

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "backend/cpu/cpu_backend.hpp"
+#include "quant/decode.hpp"
 #include "ops/encode.hpp"
 #include "quant/formats.hpp"
 

@@ -21,7 +21,8 @@ class IsolatedBackend::Open {
   IsolatedBackend& b_;
 };
 
-IsolatedBackend::IsolatedBackend(int threads, size_t reserve_bytes) : CpuBackend(threads), reserved_(reserve_bytes) {
+IsolatedBackend::IsolatedBackend(int threads, size_t reserve_bytes, const std::string& cpu_tier)
+    : in_(make_cpu_backend(threads, cpu_tier)), reserved_(reserve_bytes) {
   void* p = mmap(nullptr, reserved_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw std::runtime_error("IsolatedBackend: cannot reserve address space");
   base_ = static_cast<uint8_t*>(p);
@@ -30,7 +31,7 @@ IsolatedBackend::IsolatedBackend(int threads, size_t reserve_bytes) : CpuBackend
 IsolatedBackend::~IsolatedBackend() { munmap(base_, reserved_); }
 
 BackendInfo IsolatedBackend::info() const {
-  BackendInfo b = CpuBackend::info();
+  BackendInfo b = in_->info();
   b.name = "cpu-isolated";
   return b;
 }
@@ -62,15 +63,15 @@ void* IsolatedBackend::alloc(size_t bytes) {
 
 void IsolatedBackend::upload(void* dst, const void* src, size_t bytes) {
   Open o(*this);
-  CpuBackend::upload(dst, src, bytes);
+  in_->upload(dst, src, bytes);
 }
 void IsolatedBackend::download(void* dst, const void* src, size_t bytes) {
   Open o(*this);
-  CpuBackend::download(dst, src, bytes);
+  in_->download(dst, src, bytes);
 }
 void IsolatedBackend::copy(void* dst, const void* src, size_t bytes) {
   Open o(*this);
-  CpuBackend::copy(dst, src, bytes);
+  in_->copy(dst, src, bytes);
 }
 
 ModelWeights IsolatedBackend::bind_weights(const ModelWeights& host, const ModelConfig& cfg) {
@@ -106,67 +107,67 @@ ModelWeights IsolatedBackend::bind_weights(const ModelWeights& host, const Model
 void IsolatedBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y,
                              int64_t ldy) {
   DSV4_OPEN;
-  CpuBackend::linear(w, r0, n, x, ldx, S, y, ldy);
+  in_->linear(w, r0, n, x, ldx, S, y, ldy);
 }
 void IsolatedBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) {
   DSV4_OPEN;
-  CpuBackend::linear_multi(tasks, count, S);
+  in_->linear_multi(tasks, count, S);
 }
 void IsolatedBackend::embed(const MatW& table, const StepRef& step, int64_t S, int64_t nc, float* X) {
   DSV4_OPEN;
-  CpuBackend::embed(table, step, S, nc, X);
+  in_->embed(table, step, S, nc, X);
 }
 void IsolatedBackend::rms_norm(float* x, int64_t rows, int64_t n, int64_t ld, const float* weight, float eps) {
   DSV4_OPEN;
-  CpuBackend::rms_norm(x, rows, n, ld, weight, eps);
+  in_->rms_norm(x, rows, n, ld, weight, eps);
 }
 void IsolatedBackend::rope_tables(const StepRef& step, int64_t S, const double* freqs, int64_t half, float* cos, float* sin) {
   DSV4_OPEN;
-  CpuBackend::rope_tables(step, S, freqs, half, cos, sin);
+  in_->rope_tables(step, S, freqs, half, cos, sin);
 }
 void IsolatedBackend::rope(float* x, int64_t rows, int64_t ld, int64_t heads, int64_t hs, int64_t offset, int64_t rd,
                            const float* cos, const float* sin, bool inverse) {
   DSV4_OPEN;
-  CpuBackend::rope(x, rows, ld, heads, hs, offset, rd, cos, sin, inverse);
+  in_->rope(x, rows, ld, heads, hs, offset, rd, cos, sin, inverse);
 }
 void IsolatedBackend::hc_pre(const HyperW& hw, const ModelConfig& c, const float* X, int64_t S, const float* norm_w,
                              float* xin, float* coef) {
   DSV4_OPEN;
-  CpuBackend::hc_pre(hw, c, X, S, norm_w, xin, coef);
+  in_->hc_pre(hw, c, X, S, norm_w, xin, coef);
 }
 void IsolatedBackend::hc_post(const ModelConfig& c, float* X, const float* y, const float* coef, int64_t S) {
   DSV4_OPEN;
-  CpuBackend::hc_post(c, X, y, coef, S);
+  in_->hc_post(c, X, y, coef, S);
 }
 void IsolatedBackend::hc_head(const HyperW& hw, const ModelConfig& c, const float* X, int64_t S, float* h) {
   DSV4_OPEN;
-  CpuBackend::hc_head(hw, c, X, S, h);
+  in_->hc_head(hw, c, X, S, h);
 }
 void IsolatedBackend::attention(const AttentionArgs& a) {
   DSV4_OPEN;
-  CpuBackend::attention(a);
+  in_->attention(a);
 }
 void IsolatedBackend::store_window(const StepRef& step, int64_t S, int64_t layer, const float* kv, int64_t W, int64_t hd) {
   DSV4_OPEN;
-  CpuBackend::store_window(step, S, layer, kv, W, hd);
+  in_->store_window(step, S, layer, kv, W, hd);
 }
 void IsolatedBackend::compress(const CompressorW& w, CompressorSlot slot, const StepRef& step, int64_t S, int64_t layer,
                                const float* kv, const float* g, const double* freqs, int64_t rd, float eps) {
   DSV4_OPEN;
-  CpuBackend::compress(w, slot, step, S, layer, kv, g, freqs, rd, eps);
+  in_->compress(w, slot, step, S, layer, kv, g, freqs, rd, eps);
 }
 void IsolatedBackend::indexer_select(const IndexerArgs& a) {
   DSV4_OPEN;
-  CpuBackend::indexer_select(a);
+  in_->indexer_select(a);
 }
 void IsolatedBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const float* x, const StepRef& step, int64_t S,
                           float* out) {
   DSV4_OPEN;
-  CpuBackend::moe(w, c, kind, x, step, S, out);
+  in_->moe(w, c, kind, x, step, S, out);
 }
 void IsolatedBackend::gather_rows(const float* src, int64_t ld, const StepRef& step, int64_t n, int64_t width, float* dst) {
   DSV4_OPEN;
-  CpuBackend::gather_rows(src, ld, step, n, width, dst);
+  in_->gather_rows(src, ld, step, n, width, dst);
 }
 #undef DSV4_OPEN
 

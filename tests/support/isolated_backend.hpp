@@ -7,15 +7,25 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "backend/cpu/cpu_backend.hpp"
+#include <memory>
+
+#include "backend/backend.hpp"
 
 namespace dsv4::test {
 
-class IsolatedBackend final : public CpuBackend {
+// Wraps another backend (by default the CPU backend of the best tier): the ops run on it while
+// the region is open.
+class IsolatedBackend final : public Backend {
  public:
-  explicit IsolatedBackend(int threads, size_t reserve_bytes = size_t{16} << 30);
+  explicit IsolatedBackend(int threads, size_t reserve_bytes = size_t{16} << 30, const std::string& cpu_tier = "");
   ~IsolatedBackend() override;
   BackendInfo info() const override;
+  bool supports(WFormat f) const override { return in_->supports(f); }
+  uint64_t scratch_bytes() const override { return in_->scratch_bytes(); }
+  void set_thread_limit(int n) override { in_->set_thread_limit(n); }
+  void reserve(const ModelConfig& c, int64_t max_context) override { in_->reserve(c, max_context); }
+  OpStats stats() const override { return in_->stats(); }
+  void reset_stats() override { in_->reset_stats(); }
 
   void* alloc(size_t bytes) override;
   void release(void*) noexcept override {}  // the region goes with the backend
@@ -51,6 +61,7 @@ class IsolatedBackend final : public CpuBackend {
   class Open;
   void open();
   void close();
+  std::unique_ptr<Backend> in_;
   uint8_t* base_ = nullptr;
   size_t reserved_ = 0, used_ = 0;
   int depth_ = 0;

@@ -29,6 +29,8 @@ from ._dsv4 import (  # noqa: F401
     UnsupportedError,
     __version__,
     backends,
+    best_cpu_tier,
+    cpu_tiers,
     devices,
     forward_batch,
 )

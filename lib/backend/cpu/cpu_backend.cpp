@@ -1,21 +1,19 @@
-// The CPU backend: construction, capabilities, memory, weight binding; and backend selection.
+// The CPU backend of one kernel tier: construction, capabilities, memory, weight binding, scratch.
 #include "backend/cpu/cpu_backend.hpp"
 
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <new>
-#include <thread>
 #include <unordered_map>
 
 #include "backend/cpu/linear/gemv.hpp"
+#include "backend/cpu/select.hpp"
 #include "dsv4/error.hpp"
 
-namespace dsv4 {
+namespace dsv4::DSV4_CPU_NS {
 
 namespace {
 
@@ -28,22 +26,6 @@ std::unordered_map<void*, size_t>& mappings() {
   return m;
 }
 
-std::string cpu_model_name() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) {
-      const auto p = line.find(':');
-      if (p != std::string::npos) return line.substr(line.find_first_not_of(' ', p + 1));
-    }
-  return "cpu";
-}
-
-uint64_t phys_bytes(int name) {
-  const long pages = sysconf(name), page = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
-}
-
 }  // namespace
 
 CpuBackend::CpuBackend(int threads) : pool_(ThreadPool::shared(threads)) {}
@@ -54,10 +36,10 @@ BackendInfo CpuBackend::info() const {
   b.name = "cpu";
   b.device = 0;
   b.device_name = cpu_model_name();
-  b.kernel_tier = gemv_tier();
+  b.kernel_tier = DSV4_CPU_TIER;
   b.threads = threads();
-  b.memory_total = phys_bytes(_SC_PHYS_PAGES);
-  b.memory_available = phys_bytes(_SC_AVPHYS_PAGES);
+  b.memory_total = system_memory_bytes(false);
+  b.memory_available = system_memory_bytes(true);
   {
     std::lock_guard<std::mutex> lk(mem_mu_);
     b.weight_bytes = weight_bytes_;
@@ -160,36 +142,7 @@ ModelWeights CpuBackend::bind_weights(const ModelWeights& host, const ModelConfi
   return w;
 }
 
-std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+}  // namespace dsv4::DSV4_CPU_NS
 
-std::vector<std::string> compiled_backends() { return {"cpu"}; }
-
-std::vector<DeviceInfo> available_devices() {
-  DeviceInfo d;
-  d.backend = "cpu";
-  d.device = 0;
-  d.name = cpu_model_name();
-  d.memory_total = phys_bytes(_SC_PHYS_PAGES);
-  const unsigned hw = std::thread::hardware_concurrency();
-  d.threads = hw == 0 ? 1 : static_cast<int>(hw);
-  return {d};
-}
-
-void check_backend(const LoadOptions& o) {
-  if (o.threads < 0) throw InvalidArgument("LoadOptions::threads must be >= 0 (0: one per hardware thread)");
-  if (o.max_batch <= 0) throw InvalidArgument("LoadOptions::max_batch must be positive");
-  if (o.backend == "cpu") {
-    if (o.device != 0) throw UnsupportedError("backend cpu has one device (0); device " + std::to_string(o.device) + " does not exist");
-    return;
-  }
-  if (o.backend == "cuda")
-    throw UnsupportedError("backend cuda is not built into this library (it was compiled without DSV4_CUDA); available: cpu");
-  throw UnsupportedError("unknown backend '" + o.backend + "' (this build has: cpu)");
-}
-
-std::unique_ptr<Backend> make_backend(const LoadOptions& o) {
-  check_backend(o);
-  return make_cpu_backend(o.threads);
-}
-
-}  // namespace dsv4
+// The tier's one global symbol (cmake/cpu_tiers.cmake makes every other symbol of the tier local).
+extern "C" dsv4::Backend* DSV4_CPU_ENTRY(int threads) { return new dsv4::DSV4_CPU_NS::CpuBackend(threads); }

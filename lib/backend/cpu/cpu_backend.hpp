@@ -1,14 +1,21 @@
 // The CPU backend: every op of backend.hpp, multi-threaded on the process-wide pool.
 // Its methods are defined one op family per folder (linear/, norm/, mhc/, attention/, moe/);
-// memory.cpp holds allocation and weight binding.
+// cpu_backend.cpp holds allocation, weight binding and the tier's entry point.
+//
+// These sources are compiled once per kernel tier (cmake/cpu_tiers.cmake) into namespace
+// dsv4::DSV4_CPU_NS; only lib/backend/cpu/select.cpp reaches a tier, through its entry point.
 #pragma once
+#ifndef DSV4_CPU_NS
+#error "the CPU backend is compiled once per kernel tier (cmake/cpu_tiers.cmake), which defines DSV4_CPU_NS"
+#endif
 #include <mutex>
 
 #include "backend/backend.hpp"
 #include "backend/workspace.hpp"
+#include "quant/decode.hpp"
 #include "util/thread_pool.hpp"
 
-namespace dsv4 {
+namespace dsv4::DSV4_CPU_NS {
 
 class CpuBackend : public Backend {
  public:
@@ -83,7 +90,4 @@ class CpuBackend : public Backend {
   static size_t indexer_scratch_floats(int64_t max_vis, int64_t nI);
 };
 
-// Decodes rows [r, r + count) of W into out[count, W.cols] as fp32 (the reference for every kernel).
-void decode_rows(const MatW& w, int64_t r, int64_t count, float* out);
-
-}  // namespace dsv4
+}  // namespace dsv4::DSV4_CPU_NS

@@ -13,7 +13,7 @@
 
 #include "backend/cpu/cpu_backend.hpp"
 
-namespace dsv4 {
+namespace dsv4::DSV4_CPU_NS {
 
 namespace {
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -91,4 +91,4 @@ void CpuBackend::store_window(const StepRef& step, int64_t, int64_t layer, const
   }
 }
 
-}  // namespace dsv4
+}  // namespace dsv4::DSV4_CPU_NS

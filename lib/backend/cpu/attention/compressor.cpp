@@ -4,7 +4,7 @@
 
 #include "backend/cpu/cpu_backend.hpp"
 
-namespace dsv4 {
+namespace dsv4::DSV4_CPU_NS {
 
 void CpuBackend::compress(const CompressorW& w, CompressorSlot which, const StepRef& step, int64_t S, int64_t layer,
                           const float* kv, const float* g, const double* freqs, int64_t rd, float eps) {
@@ -63,4 +63,4 @@ void CpuBackend::compress(const CompressorW& w, CompressorSlot which, const Step
   }
 }
 
-}  // namespace dsv4
+}  // namespace dsv4::DSV4_CPU_NS

@@ -9,7 +9,7 @@
 
 #include "backend/cpu/cpu_backend.hpp"
 
-namespace dsv4 {
+namespace dsv4::DSV4_CPU_NS {
 
 namespace {
 
@@ -105,4 +105,4 @@ void CpuBackend::indexer_select(const IndexerArgs& a) {
   });
 }
 
-}  // namespace dsv4
+}  // namespace dsv4::DSV4_CPU_NS

@@ -7,7 +7,7 @@
 
 #include "model/weights.hpp"
 
-namespace dsv4 {
+namespace dsv4::DSV4_CPU_NS {
 
 constexpr int64_t kGemvMaxBatch = 32;  // the most activation rows the fused kernels take
 // Up to how many activation rows the fused kernel beats decode + GEMM for W's format (2 threads,
@@ -34,4 +34,4 @@ inline bool gemv_needs_prepared_x(const MatW& w) { return w.fmt == WFormat::FP4 
 // Whether gemv_prepare_x makes the same copy of one x for both matrices (same format and width).
 inline bool gemv_same_prepared_x(const MatW& a, const MatW& b) { return a.fmt == b.fmt && a.cols == b.cols; }
 
-}  // namespace dsv4
+}  // namespace dsv4::DSV4_CPU_NS

@@ -14,7 +14,7 @@
 #endif
 #endif
 
-namespace dsv4 {
+namespace dsv4::DSV4_CPU_NS {
 
 #ifdef DSV4_HAVE_GEMV
 
@@ -675,13 +675,7 @@ void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x
 }
 
 #else
-
-bool gemv_available() { return false; }
-const char* gemv_tier() { return "portable"; }
-bool decode_rows_fast(const MatW&, int64_t, int64_t, float*) { return false; }
-void gemv_prepare_x(const MatW&, const float*, int64_t, int64_t, float*) {}
-void gemv_rows(const MatW&, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t, const float*, float*) {}
-
+#error "gemv_avx512.cpp is the avx512 tiers' kernel file: compile it with AVX-512 F/BW/VL and F16C"
 #endif
 
-}  // namespace dsv4
+}  // namespace dsv4::DSV4_CPU_NS

@@ -4,7 +4,7 @@
 
 #include "backend/cpu/cpu_backend.hpp"
 
-namespace dsv4 {
+namespace dsv4::DSV4_CPU_NS {
 
 namespace {
 enum Slot : size_t { kMix = 0 };
@@ -115,4 +115,4 @@ void CpuBackend::hc_head(const HyperW& hw, const ModelConfig& c, const float* X,
   });
 }
 
-}  // namespace dsv4
+}  // namespace dsv4::DSV4_CPU_NS

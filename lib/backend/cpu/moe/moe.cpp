@@ -7,7 +7,7 @@
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/linear/gemv.hpp"
 
-namespace dsv4 {
+namespace dsv4::DSV4_CPU_NS {
 
 namespace {
 enum Slot : size_t { kScores = 1, kH1, kH3, kGather, kY, kWeights };
@@ -189,4 +189,4 @@ void CpuBackend::moe_decode(const MoeW& w, const ModelConfig& c, const float* x,
   }
 }
 
-}  // namespace dsv4
+}  // namespace dsv4::DSV4_CPU_NS

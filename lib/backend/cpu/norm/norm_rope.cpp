@@ -3,7 +3,7 @@
 
 #include "backend/cpu/cpu_backend.hpp"
 
-namespace dsv4 {
+namespace dsv4::DSV4_CPU_NS {
 
 void CpuBackend::rms_norm(float* x, int64_t rows, int64_t n, int64_t ld, const float* weight, float eps) {
   par(rows, 16, [&](int, int64_t b, int64_t e) {
@@ -51,4 +51,4 @@ void CpuBackend::rope(float* x, int64_t rows, int64_t ld, int64_t heads, int64_t
   });
 }
 
-}  // namespace dsv4
+}  // namespace dsv4::DSV4_CPU_NS
