@@ -1,13 +1,456 @@
-// The portable tier has no fused decode kernels: products decode tiles to fp32 and multiply them
-// with Eigen (linear.cpp), compiled for the baseline ISA.
+// AVX2 + FMA + F16C fused decode + dot kernels (see gemv.hpp): most AMD Zen 1-3 and Intel client
+// CPUs. Weights are decoded in registers; results stay at fp32-accumulation accuracy:
+// - F32 / BF16 / F16: converted to fp32 and multiplied with FMA.
+// - FP8 e4m3: 16 codes become fp16 words by shifts and masks, F16C converts them exactly (times
+//   2^-8); the 128x128 block scale (and the 2^8) is folded into a per-thread copy of x once per
+//   128-row tile.
+// - FP4 e2m1: integer dot products. A code becomes 2·value (an integer in -12..12) with one
+//   pshufb; x is in block fixed point (22 bits, two 16-bit limbs), and vpmaddwd multiplies and
+//   pairs the limbs with the codes; one float scale per 32-column block. Exact integer sums, one
+//   float rounding per block and lane: the error stays below the float kernels' own.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
 #include "backend/cpu/linear/gemv.hpp"
+#include "quant/formats.hpp"
+
+#if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
+#error "gemv_avx2.cpp is the avx2 tier's kernel file: compile it with AVX2, FMA and F16C"
+#endif
 
 namespace dsv4::DSV4_CPU_NS {
 
-bool gemv_available() { return false; }
-const char* gemv_tier() { return "none"; }
-bool decode_rows_fast(const MatW&, int64_t, int64_t, float*) { return false; }
-void gemv_prepare_x(const MatW&, const float*, int64_t, int64_t, float*) {}
-void gemv_rows(const MatW&, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t, const float*, float*) {}
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+// Each weight stream asks for its line this far ahead (as the AVX-512 kernels: more misses in
+// flight than the hardware prefetcher keeps on its own).
+constexpr int64_t kStreamPrefetch = 2048;
+inline void prefetch(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
+
+// ---- F32 / BF16 / F16 ----
+
+template <WFormat F>
+inline __m256 load8(const uint8_t* row, int64_t i) {
+  if constexpr (F == WFormat::F32) return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + i);
+  else if constexpr (F == WFormat::BF16)
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i))), 16));
+  else return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i)));
+}
+
+template <WFormat F>
+inline float elem(const uint8_t* row, int64_t i) {
+  if constexpr (F == WFormat::F32) {
+    float v;
+    std::memcpy(&v, row + 4 * i, 4);
+    return v;
+  } else {
+    uint16_t b;
+    std::memcpy(&b, row + 2 * i, 2);
+    return F == WFormat::BF16 ? quant::bf16_to_f32(b) : quant::f16_to_f32(b);
+  }
+}
+
+template <WFormat F>
+constexpr size_t kEsz = F == WFormat::F32 ? 4 : 2;
+
+// G activation rows against NR weight rows: NR·G accumulators (at most 8), each x load serves NR
+// rows and each converted weight vector G rows.
+template <WFormat F, int G, int NR>
+inline void plain_block(const MatW& w, int64_t r0, int64_t j, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  const int64_t C = w.cols;
+  const uint8_t* rows[NR];
+  for (int r = 0; r < NR; ++r) rows[r] = w.data + static_cast<size_t>(r0 + j + r) * static_cast<size_t>(C) * kEsz<F>;
+  __m256 acc[NR][G];
+  for (int r = 0; r < NR; ++r)
+    for (int g = 0; g < G; ++g) acc[r][g] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= C; i += 8) {
+    __m256 wv[NR];
+    for (int r = 0; r < NR; ++r) wv[r] = load8<F>(rows[r], i);
+    for (int g = 0; g < G; ++g) {
+      const __m256 xv = _mm256_loadu_ps(x + g * ldx + i);
+      for (int r = 0; r < NR; ++r) acc[r][g] = _mm256_fmadd_ps(wv[r], xv, acc[r][g]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int g = 0; g < G; ++g) {
+      float t = hsum(acc[r][g]);
+      for (int64_t k = i; k < C; ++k) t += elem<F>(rows[r], k) * x[g * ldx + k];
+      y[g * ldy + j + r] = t;
+    }
+}
+
+template <WFormat F, int G>
+void plain_tile(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  constexpr int NR = G <= 2 ? 4 : 2;
+  int64_t j = jb;
+  for (; j + NR <= je; j += NR) plain_block<F, G, NR>(w, r0, j, x, ldx, y, ldy);
+  for (; j < je; ++j) plain_block<F, G, 1>(w, r0, j, x, ldx, y, ldy);
+}
+
+// One activation row: four weight rows far apart (j, j+q, j+2q, j+3q of the range) read together,
+// two accumulators each, each stream prefetched ahead.
+template <WFormat F>
+void plain_streams(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, float* y) {
+  constexpr int NR = 4;
+  const int64_t C = w.cols, q = (je - jb) / NR;
+  for (int64_t j = jb; j < jb + q; ++j) {
+    const uint8_t* rows[NR];
+    for (int r = 0; r < NR; ++r) rows[r] = w.data + static_cast<size_t>(r0 + j + r * q) * static_cast<size_t>(C) * kEsz<F>;
+    __m256 acc[NR][2];
+    for (int r = 0; r < NR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= C; i += 16) {
+      const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+      for (int r = 0; r < NR; ++r) {
+        prefetch(rows[r] + static_cast<size_t>(i) * kEsz<F> + kStreamPrefetch);
+        acc[r][0] = _mm256_fmadd_ps(load8<F>(rows[r], i), x0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(load8<F>(rows[r], i + 8), x1, acc[r][1]);
+      }
+    }
+    for (; i + 8 <= C; i += 8) {
+      const __m256 xv = _mm256_loadu_ps(x + i);
+      for (int r = 0; r < NR; ++r) acc[r][0] = _mm256_fmadd_ps(load8<F>(rows[r], i), xv, acc[r][0]);
+    }
+    for (int r = 0; r < NR; ++r) {
+      float t = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+      for (int64_t k = i; k < C; ++k) t += elem<F>(rows[r], k) * x[k];
+      y[j + r * q] = t;
+    }
+  }
+  plain_tile<F, 1>(w, r0, jb + NR * q, je, x, C, y, 1);  // the rows left over
+}
+
+// ---- FP8 e4m3 (128x128 E8M0 blocks) ----
+
+// 16 codes -> two vectors of 8 floats in order, times 2^-8: e4m3 S EEEE MMM placed as fp16
+// S 0EEEE MMM0000000 (subnormals included), converted exactly by F16C.
+inline void e4m3x16(const uint8_t* p, __m256& lo, __m256& hi) {
+  const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x80)), 8),
+                                    _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x7F)), 7));
+  lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+  hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+}
+
+// xs[s, i] = x[s, i] · scale(tile, block of i) · 2^8 for the rows of one 128-row tile.
+void fp8_scale_x(const MatW& w, int64_t tile, const float* xp, int64_t S, float* xs) {
+  const int64_t C = w.cols;
+  const uint8_t* sc = w.scale + tile * w.scale_cols;
+  for (int64_t b0 = 0; b0 < C; b0 += 128) {
+    const float f = quant::e8m0_to_f32(sc[b0 / 128]) * 256.0f;
+    const __m256 scale = _mm256_set1_ps(f);
+    const int64_t be = std::min<int64_t>(C, b0 + 128);
+    for (int64_t s = 0; s < S; ++s) {
+      int64_t i = b0;
+      for (; i + 8 <= be; i += 8) _mm256_storeu_ps(xs + s * C + i, _mm256_mul_ps(_mm256_loadu_ps(xp + s * C + i), scale));
+      for (; i < be; ++i) xs[s * C + i] = xp[s * C + i] * f;
+    }
+  }
+}
+
+constexpr int64_t kFp8Prefetch = 4096;
+
+template <int S>
+void rows_fp8(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xs, float* y, int64_t ldy) {
+  constexpr int A = S <= 2 ? 4 : 2;  // accumulators per activation row
+  const int64_t C = w.cols;
+  for (int64_t j = jb; j < je; ++j) {
+    const uint8_t* row = w.data + (r0 + j) * C;
+    __m256 acc[S][A];
+    for (int s = 0; s < S; ++s)
+      for (int a = 0; a < A; ++a) acc[s][a] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= C; i += 32) {
+      prefetch(row + i + kFp8Prefetch);
+      __m256 f[4];
+      e4m3x16(row + i, f[0], f[1]);
+      e4m3x16(row + i + 16, f[2], f[3]);
+      for (int s = 0; s < S; ++s)
+        for (int u = 0; u < 4; ++u) acc[s][u % A] = _mm256_fmadd_ps(f[u], _mm256_loadu_ps(xs + s * C + i + 8 * u), acc[s][u % A]);
+    }
+    for (; i + 16 <= C; i += 16) {
+      __m256 f0, f1;
+      e4m3x16(row + i, f0, f1);
+      for (int s = 0; s < S; ++s) {
+        acc[s][0] = _mm256_fmadd_ps(f0, _mm256_loadu_ps(xs + s * C + i), acc[s][0]);
+        acc[s][1] = _mm256_fmadd_ps(f1, _mm256_loadu_ps(xs + s * C + i + 8), acc[s][1]);
+      }
+    }
+    for (int s = 0; s < S; ++s) {
+      __m256 t = acc[s][0];
+      for (int a = 1; a < A; ++a) t = _mm256_add_ps(t, acc[s][a]);
+      float v = hsum(t);
+      for (int64_t k = i; k < C; ++k) v += quant::kE4M3[row[k]] * (1.0f / 256.0f) * xs[s * C + k];
+      y[s * ldy + j] = v;
+    }
+  }
+}
+
+// ---- FP4 e2m1 (1x32 E8M0 blocks), integer dot products ----
+//
+// Prepared x per activation row: per 32-column block b, four vectors of 16 int16: the high limb
+// of the even elements, of the odd elements, then the low limb of the even and of the odd ones
+// (128 bytes; even / odd match the low / high nibbles of the block's 16 bytes); after all blocks,
+// one float per block: 2^(e_b - 23). X = round(x · 2^(22 - e_b)) with 2^e_b > max|x| of the
+// block, |X| <= 2^22, is hi · 2^11 + lo with lo in [0, 2^11).
+constexpr int64_t kFp4BlockBytes = 128;
+inline size_t fp4_row_floats(int64_t C) { return static_cast<size_t>(C / 32 * (kFp4BlockBytes / 4 + 1)); }
+inline const float* fp4_xscales(const uint8_t* xs, int64_t C) { return reinterpret_cast<const float*>(xs + C / 32 * kFp4BlockBytes); }
+
+alignas(16) constexpr int8_t kFp4Doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};  // 2·e2m1(code)
+
+inline float pow2f(int k) {  // 2^k for k in [-126, 127]
+  const uint32_t bits = static_cast<uint32_t>(k + 127) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+void fp4_quantize_x(const float* x, int64_t C, uint8_t* out) {
+  float* xscale = const_cast<float*>(fp4_xscales(out, C));
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  for (int64_t b = 0; b < C / 32; ++b) {
+    const float* xb = x + 32 * b;
+    __m256 v[4], mx = _mm256_setzero_ps();
+    bool finite = true;
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(xb + 8 * k);
+      finite = finite && _mm256_movemask_ps(_mm256_cmp_ps(v[k], v[k], _CMP_UNORD_Q)) == 0;
+      mx = _mm256_max_ps(mx, _mm256_and_ps(v[k], abs_mask));
+    }
+    const float m = [&] {
+      __m128 s = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+      s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+      return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+    }();
+    finite = finite && std::isfinite(m);
+    int e = 0;
+    if (m > 0 && finite) std::frexp(m, &e);  // m < 2^e
+    const int k = 22 - e, k1 = k / 2;
+    const __m256 f1 = _mm256_set1_ps(pow2f(k1)), f2 = _mm256_set1_ps(pow2f(k - k1));
+    alignas(32) int32_t X[32];
+    for (int q = 0; q < 4; ++q)
+      _mm256_store_si256(reinterpret_cast<__m256i*>(X + 8 * q),
+                         finite ? _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(v[q], f1), f2)) : _mm256_setzero_si256());
+    const int ke = e - 23, ke1 = ke / 2;
+    xscale[b] = finite ? pow2f(ke1) * pow2f(ke - ke1) : std::numeric_limits<float>::quiet_NaN();
+    auto* o = reinterpret_cast<int16_t*>(out + b * kFp4BlockBytes);
+    for (int p = 0; p < 16; ++p) {
+      const int32_t xe = X[2 * p], xo = X[2 * p + 1];
+      o[p] = static_cast<int16_t>(xe >> 11);
+      o[16 + p] = static_cast<int16_t>(xo >> 11);
+      o[32 + p] = static_cast<int16_t>(xe & 2047);
+      o[48 + p] = static_cast<int16_t>(xo & 2047);
+    }
+  }
+}
+
+// NR weight rows (rows j, j+rstep, ...) against S activation rows.
+template <int S, int NR>
+inline void fp4_rows_block(const MatW& w, int64_t r0, int64_t j, int64_t rstep, const uint8_t* xb, float* y, int64_t ldy) {
+  const int64_t C = w.cols, nb = C / 32, rb = C / 2;
+  const size_t xstride = fp4_row_floats(C) * 4;
+  const __m128i tbl = _mm_load_si128(reinterpret_cast<const __m128i*>(kFp4Doubled)), m0f = _mm_set1_epi8(0x0F);
+  const int64_t ahead = rstep == 1 ? NR * rb : kStreamPrefetch;
+  const uint8_t* row[NR];
+  const uint8_t* sc[NR];
+  for (int r = 0; r < NR; ++r) {
+    row[r] = w.data + (r0 + j + r * rstep) * rb;
+    sc[r] = w.scale + (r0 + j + r * rstep) * w.scale_cols;
+  }
+  const float* xsc[S];
+  for (int s = 0; s < S; ++s) xsc[s] = fp4_xscales(xb + s * xstride, C);
+  __m256 acc[S][NR];
+  for (int s = 0; s < S; ++s)
+    for (int r = 0; r < NR; ++r) acc[s][r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i wl[NR], wh[NR];
+    float ws[NR];
+    for (int r = 0; r < NR; ++r) {
+      const uint8_t* p = row[r] + 16 * b;
+      if ((b & 3) == 0) prefetch(p + ahead);
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      wl[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tbl, _mm_and_si128(bytes, m0f)));
+      wh[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tbl, _mm_and_si128(_mm_srli_epi16(bytes, 4), m0f)));
+      ws[r] = quant::kE8M0[sc[r][b]];
+    }
+    for (int s = 0; s < S; ++s) {
+      const uint8_t* xg = xb + s * xstride + b * kFp4BlockBytes;
+      const __m256i he = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg)),
+                    ho = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 32)),
+                    le = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 64)),
+                    lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 96));
+      const float xs = xsc[s][b];
+      for (int r = 0; r < NR; ++r) {
+        const __m256i ah = _mm256_add_epi32(_mm256_madd_epi16(wl[r], he), _mm256_madd_epi16(wh[r], ho));
+        const __m256i al = _mm256_add_epi32(_mm256_madd_epi16(wl[r], le), _mm256_madd_epi16(wh[r], lo));
+        const __m256i t = _mm256_add_epi32(_mm256_slli_epi32(ah, 11), al);
+        acc[s][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_set1_ps(ws[r] * xs), acc[s][r]);
+      }
+    }
+  }
+  for (int s = 0; s < S; ++s)
+    for (int r = 0; r < NR; ++r) y[s * ldy + j + r * rstep] = hsum(acc[s][r]);
+}
+
+template <int S>
+void rows_fp4(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xp, float* y, int64_t ldy) {
+  constexpr int NR = S == 1 ? 2 : 1;
+  const uint8_t* xb = reinterpret_cast<const uint8_t*>(xp);
+  int64_t j = jb;
+  if (S == 1) {  // two streams far apart (rows j, j+q): more reads in flight than one
+    const int64_t q = (je - jb) / NR;
+    for (; j < jb + q; ++j) fp4_rows_block<S, NR>(w, r0, j, q, xb, y, ldy);
+    j = jb + NR * q;
+  }
+  for (; j < je; ++j) fp4_rows_block<S, 1>(w, r0, j, 1, xb, y, ldy);
+}
+
+// ---- dispatch ----
+
+template <int S>
+void dispatch(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, float* y, int64_t ldy, const float* xp) {
+  switch (w.fmt) {
+    case WFormat::F32:
+      if (S == 1) plain_streams<WFormat::F32>(w, r0, jb, je, x, y);
+      else plain_tile<WFormat::F32, S>(w, r0, jb, je, x, ldx, y, ldy);
+      return;
+    case WFormat::BF16:
+      if (S == 1) plain_streams<WFormat::BF16>(w, r0, jb, je, x, y);
+      else plain_tile<WFormat::BF16, S>(w, r0, jb, je, x, ldx, y, ldy);
+      return;
+    case WFormat::F16:
+      if (S == 1) plain_streams<WFormat::F16>(w, r0, jb, je, x, y);
+      else plain_tile<WFormat::F16, S>(w, r0, jb, je, x, ldx, y, ldy);
+      return;
+    case WFormat::FP8: rows_fp8<S>(w, r0, jb, je, xp, y, ldy); return;  // xp: the tile-scaled copy
+    case WFormat::FP4: rows_fp4<S>(w, r0, jb, je, xp, y, ldy); return;
+  }
+}
+
+}  // namespace
+
+bool gemv_available() { return true; }
+const char* gemv_tier() { return "avx2"; }
+
+int64_t gemv_max_batch(const MatW& w) { return w.fmt == WFormat::FP8 ? 16 : kGemvMaxBatch; }
+size_t gemv_scratch_floats(const MatW& w, int64_t S) { return w.fmt == WFormat::FP8 ? static_cast<size_t>(S * w.cols) : 1; }
+bool gemv_needs_prepared_x(const MatW& w) { return w.fmt == WFormat::FP4 || w.fmt == WFormat::FP8; }
+size_t gemv_prepared_floats(const MatW& w, int64_t S) {
+  if (w.fmt == WFormat::FP8) return static_cast<size_t>(S * w.cols);
+  if (w.fmt == WFormat::FP4) return static_cast<size_t>(S) * fp4_row_floats(w.cols);
+  return 0;
+}
+
+void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float* xp) {
+  const int64_t C = w.cols;
+  if (w.fmt == WFormat::FP8) {
+    for (int64_t s = 0; s < S; ++s) std::memcpy(xp + s * C, x + s * ldx, static_cast<size_t>(C) * sizeof(float));
+  } else if (w.fmt == WFormat::FP4) {
+    const size_t stride = fp4_row_floats(C);
+    for (int64_t s = 0; s < S; ++s) fp4_quantize_x(x + s * ldx, C, reinterpret_cast<uint8_t*>(xp + static_cast<size_t>(s) * stride));
+  }
+}
+
+bool decode_rows_fast(const MatW& w, int64_t r, int64_t count, float* out) {
+  const int64_t C = w.cols;
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t ri = r + k;
+    float* o = out + k * C;
+    switch (w.fmt) {
+      case WFormat::F32:
+        std::memcpy(o, w.data + static_cast<size_t>(ri * C) * 4, static_cast<size_t>(C) * 4);
+        break;
+      case WFormat::BF16:
+      case WFormat::F16: {
+        const uint8_t* row = w.data + static_cast<size_t>(ri * C) * 2;
+        int64_t i = 0;
+        for (; i + 8 <= C; i += 8) _mm256_storeu_ps(o + i, w.fmt == WFormat::BF16 ? load8<WFormat::BF16>(row, i) : load8<WFormat::F16>(row, i));
+        for (; i < C; ++i) o[i] = w.fmt == WFormat::BF16 ? elem<WFormat::BF16>(row, i) : elem<WFormat::F16>(row, i);
+        break;
+      }
+      case WFormat::FP8: {
+        const uint8_t* row = w.data + ri * C;
+        const uint8_t* sc = w.scale + (ri / 128) * w.scale_cols;
+        int64_t i = 0;
+        for (; i + 16 <= C; i += 16) {
+          const float f = quant::e8m0_to_f32(sc[i / 128]) * 256.0f;  // 16 | 128: one block
+          __m256 lo, hi;
+          e4m3x16(row + i, lo, hi);
+          _mm256_storeu_ps(o + i, _mm256_mul_ps(lo, _mm256_set1_ps(f)));
+          _mm256_storeu_ps(o + i + 8, _mm256_mul_ps(hi, _mm256_set1_ps(f)));
+        }
+        for (; i < C; ++i) o[i] = quant::kE4M3[row[i]] * quant::e8m0_to_f32(sc[i / 128]);
+        break;
+      }
+      case WFormat::FP4: {
+        const uint8_t* row = w.data + ri * (C / 2);
+        const uint8_t* sc = w.scale + ri * w.scale_cols;
+        // codes -> floats: the magnitude from an 8-entry table (low 3 bits), the sign from bit 3
+        const __m256 mag = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+        const __m256i m15 = _mm256_set1_epi32(15), sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+        auto value = [&](__m256i code) {
+          return _mm256_xor_ps(_mm256_permutevar8x32_ps(mag, code), _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(code, 28), sign)));
+        };
+        for (int64_t b = 0; b < C / 32; ++b) {
+          const __m256 s = _mm256_set1_ps(quant::e8m0_to_f32(sc[b]));
+          for (int h = 0; h < 2; ++h) {  // bytes 8h..8h+7: elements 16h..16h+15
+            const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 16 * b + 8 * h)));
+            const __m256 lo = _mm256_mul_ps(value(_mm256_and_si256(bytes, m15)), s);
+            const __m256 hi = _mm256_mul_ps(value(_mm256_srli_epi32(bytes, 4)), s);
+            const __m256 a = _mm256_unpacklo_ps(lo, hi), c = _mm256_unpackhi_ps(lo, hi);  // per 128-bit half: pairs 0,1 | 2,3
+            _mm256_storeu_ps(o + 32 * b + 16 * h, _mm256_permute2f128_ps(a, c, 0x20));
+            _mm256_storeu_ps(o + 32 * b + 16 * h + 8, _mm256_permute2f128_ps(a, c, 0x31));
+          }
+        }
+        break;
+      }
+    }
+  }
+  return true;
+}
+
+void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y,
+               int64_t ldy, const float* xp, float* scratch) {
+  // Rows in blocks that stay in L2 while every group of activation rows passes over them.
+  constexpr int64_t kRowBlock = 32, kGroup = 4;
+  const bool tiled = w.fmt == WFormat::FP8;
+  const size_t xstride = w.fmt == WFormat::FP4 ? fp4_row_floats(w.cols) : static_cast<size_t>(w.cols);
+  int64_t tile = -1;
+  const float* xin = xp;
+  for (int64_t b = jb, e = jb; b < je; b = e) {
+    e = S == 1 && !tiled ? je : std::min(je, b + kRowBlock);
+    if (tiled) {  // stay inside one 128-row scale tile; scale x for it once
+      e = std::min(e, ((r0 + b) / 128 + 1) * 128 - r0);
+      if ((r0 + b) / 128 != tile) {
+        tile = (r0 + b) / 128;
+        fp8_scale_x(w, tile, xp, S, scratch);
+      }
+      xin = scratch;
+    }
+    for (int64_t s0 = 0; s0 < S; s0 += kGroup) {
+      const float* xs = x + s0 * ldx;
+      const float* xps = xin + static_cast<size_t>(s0) * xstride;
+      float* ys = y + s0 * ldy;
+      switch (std::min<int64_t>(kGroup, S - s0)) {
+        case 1: dispatch<1>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+        case 2: dispatch<2>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+        case 3: dispatch<3>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+        default: dispatch<4>(w, r0, b, e, xs, ldx, ys, ldy, xps); break;
+      }
+    }
+  }
+}
 
 }  // namespace dsv4::DSV4_CPU_NS

@@ -31,7 +31,7 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
   const int64_t C = w.cols;
   if (S <= gemv_max_batch(w) && gemv_available()) {
     // Decode steps are memory-bound: stream each weight row once, decoded in registers.
-    float* xp = ws_.get(kGemvX, static_cast<size_t>(S * C));
+    float* xp = ws_.get(kGemvX, std::max<size_t>(gemv_prepared_floats(w, S), 1));
     gemv_prepare_x(w, x, ldx, S, xp);
     // Threads take whole 16-row blocks, so no two write the same 64-byte line of y.
     constexpr int64_t kRows = 16;
@@ -90,7 +90,7 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
   size_t xp_total = 0;
   size_t scratch_floats = 1;
   for (size_t t = 0; t < count; ++t) {
-    xp_total += gemv_needs_prepared_x(*tasks[t].w) ? static_cast<size_t>(rows_of(t) * tasks[t].w->cols) : 0;
+    xp_total += gemv_needs_prepared_x(*tasks[t].w) ? gemv_prepared_floats(*tasks[t].w, rows_of(t)) : 0;
     scratch_floats = std::max(scratch_floats, gemv_scratch_floats(*tasks[t].w, rows_of(t)));
   }
   float* xp = ws_.get(kGemvX + 1, std::max<size_t>(xp_total, 1));
@@ -111,7 +111,7 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
         xps[t] = xps[same];
       } else {
         gemv_prepare_x(w, tasks[t].x, tasks[t].ldx, rows_of(t), xp + off);
-        off += static_cast<size_t>(rows_of(t) * w.cols);
+        off += gemv_prepared_floats(w, rows_of(t));
       }
     }
     start[t + 1] = start[t] + tasks[t].n;

@@ -105,7 +105,9 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
     // the up projections and one for the down projections (each weight read once, no pass per expert).
     if (moe_tasks_.size() < static_cast<size_t>(2 * (E + 1))) moe_tasks_.resize(static_cast<size_t>(2 * (E + 1)));
     // The task list changes with the routing; its scratch depends only on S.
-    reserve_multi(static_cast<size_t>(2 * (E + 1)), static_cast<size_t>((S * K + S) * std::max(D, I)));
+    reserve_multi(static_cast<size_t>(2 * (E + 1)),
+                  gemv_prepared_floats(w.experts[0].w1, S * K + S) + gemv_prepared_floats(w.experts[0].w2, S * K + S) +
+                      (w.shared ? gemv_prepared_floats(w.shared->w1, S) + gemv_prepared_floats(w.shared->w2, S) : 0));
     LinearTask* t = moe_tasks_.data();
     size_t nt = 0;
     for (int64_t e = 0; e < E; ++e) {
