@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -24,23 +24,35 @@ void score_block(const IndexerArgs& a, const float* keys, int64_t s, int64_t w0,
   Eigen::Map<RowMat> Dm(dots, w1 - w0, a.nI);
   Dm.noalias() = K * Qs.transpose();
   // Σ_h wts[h] · relu(dot) in double: selections are discontinuous, so the sum must not add
-  // rounding of its own. Eight partial sums (h mod 8), one vector of doubles. The head weights
-  // are scaled in fp32 first (wt, nI floats of the caller's scratch).
+  // rounding of its own. Eight partial sums (h mod 8) reduced in one fixed order, then the heads
+  // past the last multiple of 8: every tier gives the same bits. The head weights are scaled in
+  // fp32 first (wt, nI floats of the caller's scratch).
   for (int64_t h = 0; h < a.nI; ++h) wt[h] = a.wts[s * a.nI + h] * a.wts_scale;
   const int64_t h8 = a.nI / 8 * 8;
   for (int64_t w = w0; w < w1; ++w) {
     const float* d = dots + (w - w0) * a.nI;
-    double acc = 0;
-    int64_t h = 0;
-#ifdef __AVX512F__
+    alignas(64) double p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#if defined(__AVX512F__)
     __m512d part = _mm512_setzero_pd();
-    for (; h < h8; h += 8) {
+    for (int64_t h = 0; h < h8; h += 8) {
       const __m256 dv = _mm256_max_ps(_mm256_loadu_ps(d + h), _mm256_setzero_ps());
       part = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(wt + h)), _mm512_cvtps_pd(dv), part);
     }
-    acc = _mm512_reduce_add_pd(part);
+    _mm512_store_pd(p, part);
+#elif defined(__AVX2__)
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+    for (int64_t h = 0; h < h8; h += 8) {
+      const __m256 dv = _mm256_max_ps(_mm256_loadu_ps(d + h), _mm256_setzero_ps()), wv = _mm256_loadu_ps(wt + h);
+      lo = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(wv)), _mm256_cvtps_pd(_mm256_castps256_ps128(dv)), lo);
+      hi = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(wv, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(dv, 1)), hi);
+    }
+    _mm256_store_pd(p, lo);
+    _mm256_store_pd(p + 4, hi);
+#else
+    for (int64_t h = 0; h < h8; ++h) p[h % 8] = std::fma(static_cast<double>(wt[h]), static_cast<double>(std::max(0.0f, d[h])), p[h % 8]);
 #endif
-    for (; h < a.nI; ++h) acc += static_cast<double>(wt[h]) * std::max(0.0f, d[h]);
+    double acc = ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]));
+    for (int64_t h = h8; h < a.nI; ++h) acc += static_cast<double>(wt[h]) * std::max(0.0f, d[h]);
     score[w] = static_cast<float>(acc) * scale;
   }
 }

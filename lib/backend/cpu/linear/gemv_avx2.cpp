@@ -134,11 +134,11 @@ void plain_streams(const MatW& w, int64_t r0, int64_t jb, int64_t je, const floa
 // ---- FP8 e4m3 (128x128 E8M0 blocks) ----
 
 // 16 codes -> two vectors of 8 floats in order, times 2^-8: e4m3 S EEEE MMM placed as fp16
-// S 0EEEE MMM0000000 (subnormals included), converted exactly by F16C.
+// S 0EEEE MMM0000000 (subnormals included), converted exactly by F16C. (b + (b & 0x80)) << 7
+// moves the sign from bit 14 to bit 15 with the carry: three operations per 16 codes.
 inline void e4m3x16(const uint8_t* p, __m256& lo, __m256& hi) {
   const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x80)), 8),
-                                    _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x7F)), 7));
+  const __m256i h = _mm256_slli_epi16(_mm256_add_epi16(w, _mm256_and_si256(w, _mm256_set1_epi16(0x80))), 7);
   lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
   hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
 }
@@ -256,7 +256,21 @@ void fp4_quantize_x(const float* x, int64_t C, uint8_t* out) {
   }
 }
 
-// NR weight rows (rows j, j+rstep, ...) against S activation rows.
+// The scales of 8 consecutive blocks (n < 8: the first n) as floats: 2^(e-127), NaN for 255.
+inline __m256 e8m0x8(const uint8_t* p, int64_t n) {
+  uint64_t bytes = 0;
+  std::memcpy(&bytes, p, static_cast<size_t>(std::min<int64_t>(n, 8)));
+  const __m256i e = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(bytes)));
+  __m256i f = _mm256_slli_epi32(e, 23);
+  f = _mm256_blendv_epi8(f, _mm256_set1_epi32(0x00400000), _mm256_cmpeq_epi32(e, _mm256_setzero_si256()));  // 2^-127
+  f = _mm256_blendv_epi8(f, _mm256_set1_epi32(0x7FC00000), _mm256_cmpeq_epi32(e, _mm256_set1_epi32(255)));  // NaN
+  return _mm256_castsi256_ps(f);
+}
+
+// NR weight rows (rows j, j+rstep, ...) against S activation rows. Per 8 blocks, the products of
+// weight and x scales go to a small table; per block the codes are widened once per weight row
+// (and once more times 2^11 for the high limb, so its product needs no shift) and multiplied
+// with both limbs of every activation row.
 template <int S, int NR>
 inline void fp4_rows_block(const MatW& w, int64_t r0, int64_t j, int64_t rstep, const uint8_t* xb, float* y, int64_t ldy) {
   const int64_t C = w.cols, nb = C / 32, rb = C / 2;
@@ -269,34 +283,49 @@ inline void fp4_rows_block(const MatW& w, int64_t r0, int64_t j, int64_t rstep, 
     row[r] = w.data + (r0 + j + r * rstep) * rb;
     sc[r] = w.scale + (r0 + j + r * rstep) * w.scale_cols;
   }
-  const float* xsc[S];
-  for (int s = 0; s < S; ++s) xsc[s] = fp4_xscales(xb + s * xstride, C);
   __m256 acc[S][NR];
   for (int s = 0; s < S; ++s)
     for (int r = 0; r < NR; ++r) acc[s][r] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    __m256i wl[NR], wh[NR];
-    float ws[NR];
+  alignas(32) float sx[S][NR][8];
+  for (int64_t b0 = 0; b0 < nb; b0 += 8) {
+    const int64_t n8 = std::min<int64_t>(8, nb - b0);
     for (int r = 0; r < NR; ++r) {
-      const uint8_t* p = row[r] + 16 * b;
-      if ((b & 3) == 0) prefetch(p + ahead);
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      wl[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tbl, _mm_and_si128(bytes, m0f)));
-      wh[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tbl, _mm_and_si128(_mm_srli_epi16(bytes, 4), m0f)));
-      ws[r] = quant::kE8M0[sc[r][b]];
+      const __m256 sw = e8m0x8(sc[r] + b0, n8);
+      for (int s = 0; s < S; ++s) {
+        const float* xs = fp4_xscales(xb + s * xstride, C) + b0;
+        __m256 xv;
+        if (n8 == 8) {
+          xv = _mm256_loadu_ps(xs);
+        } else {
+          alignas(32) float t[8] = {};
+          std::memcpy(t, xs, static_cast<size_t>(n8) * sizeof(float));
+          xv = _mm256_load_ps(t);
+        }
+        _mm256_store_ps(sx[s][r], _mm256_mul_ps(sw, xv));
+      }
     }
-    for (int s = 0; s < S; ++s) {
-      const uint8_t* xg = xb + s * xstride + b * kFp4BlockBytes;
-      const __m256i he = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg)),
-                    ho = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 32)),
-                    le = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 64)),
-                    lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 96));
-      const float xs = xsc[s][b];
+    for (int64_t b = b0; b < b0 + n8; ++b) {
+      __m256i wl[NR], wh[NR], wl11[NR], wh11[NR];
       for (int r = 0; r < NR; ++r) {
-        const __m256i ah = _mm256_add_epi32(_mm256_madd_epi16(wl[r], he), _mm256_madd_epi16(wh[r], ho));
-        const __m256i al = _mm256_add_epi32(_mm256_madd_epi16(wl[r], le), _mm256_madd_epi16(wh[r], lo));
-        const __m256i t = _mm256_add_epi32(_mm256_slli_epi32(ah, 11), al);
-        acc[s][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_set1_ps(ws[r] * xs), acc[s][r]);
+        const uint8_t* p = row[r] + 16 * b;
+        if ((b & 3) == 0) prefetch(p + ahead);
+        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        wl[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tbl, _mm_and_si128(bytes, m0f)));
+        wh[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tbl, _mm_and_si128(_mm_srli_epi16(bytes, 4), m0f)));
+        wl11[r] = _mm256_slli_epi16(wl[r], 11);  // |2^11 · 12| < 2^15
+        wh11[r] = _mm256_slli_epi16(wh[r], 11);
+      }
+      for (int s = 0; s < S; ++s) {
+        const uint8_t* xg = xb + s * xstride + b * kFp4BlockBytes;
+        const __m256i he = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg)),
+                      ho = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 32)),
+                      le = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 64)),
+                      lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 96));
+        for (int r = 0; r < NR; ++r) {
+          const __m256i t = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(wl11[r], he), _mm256_madd_epi16(wh11[r], ho)),
+                                             _mm256_add_epi32(_mm256_madd_epi16(wl[r], le), _mm256_madd_epi16(wh[r], lo)));
+          acc[s][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_broadcast_ss(&sx[s][r][b - b0]), acc[s][r]);
+        }
       }
     }
   }
