@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdlib>
 
 #include <cstring>
 #include <thread>
@@ -275,4 +276,37 @@ TEST_CASE("session state lives in the backend: memory report and a model-level s
   Session t(model, opt);
   // A second session adds its state block to the backend's memory, nothing else.
   CHECK(model->backend_info().buffer_bytes >= info0.buffer_bytes + model->session_state_bytes(1024));
+}
+
+TEST_CASE("kernel tier: the best tier the CPU runs is chosen, lower ones can be forced, others are refused") {
+  const auto tiers = cpu_kernel_tiers();
+  REQUIRE(!tiers.empty());
+  CHECK(tiers.front() == "portable");
+  const std::string best = best_cpu_kernel_tier();
+  MESSAGE("CPU kernel tiers compiled in: " << tiers.size() << ", best on this CPU: " << best);
+  // The machine the suite runs on may be emulated with a given CPU model (tests/tiers): then the
+  // tier it must pick is named here.
+  if (const char* want = std::getenv("DSV4_EXPECT_CPU_TIER")) CHECK(best == std::string(want));
+  const auto dir = golden_dir("official_a");
+  const Golden g = load_golden("official_a");
+  CHECK(Model::load(dir)->backend_info().kernel_tier == best);
+  for (const std::string& t : tiers) {
+    LoadOptions o;
+    o.cpu_tier = t;
+    bool runs = false;
+    try {
+      const auto m = Model::load(dir, o);
+      runs = true;
+      CHECK(m->backend_info().kernel_tier == t);
+      Session s(m);
+      auto lg = s.forward({g.ids.data(), 24}, Logits::All);
+      CHECK(rel_err(lg.data(), g.logits.data(), lg.size()) <= kTol);
+    } catch (const UnsupportedError&) {
+    }
+    // A tier below the best always runs; the best one does by definition.
+    if (std::find(tiers.begin(), tiers.end(), best) - tiers.begin() >= std::find(tiers.begin(), tiers.end(), t) - tiers.begin()) CHECK(runs);
+  }
+  LoadOptions bad;
+  bad.cpu_tier = "avx1024";
+  CHECK_THROWS_AS(Model::load(dir, bad), UnsupportedError);
 }

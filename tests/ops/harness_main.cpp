@@ -2,7 +2,7 @@
 // support matrix (per op family: cases passed / run, worst error against tolerance); with --perf
 // also µs per call and GB/s per case.
 //
-//   dsv4_ops [--perf] [--real] [--op NAME] [--backend NAME]
+//   dsv4_ops [--perf] [--real | --awkward] [--op NAME] [--backend NAME]
 //
 // Exit status 1 when any supported case fails.
 #include <cstdio>
@@ -16,16 +16,17 @@ using namespace dsv4;
 using namespace dsv4::test;
 
 int main(int argc, char** argv) {
-  bool perf = false, real_only = false;
+  bool perf = false, real_only = false, awkward_only = false;
   std::string only_op, only_backend;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--perf") perf = true;
     else if (a == "--real") real_only = true;
+    else if (a == "--awkward") awkward_only = true;
     else if (a == "--op" && i + 1 < argc) only_op = argv[++i];
     else if (a == "--backend" && i + 1 < argc) only_backend = argv[++i];
     else {
-      std::fprintf(stderr, "usage: dsv4_ops [--perf] [--real] [--op NAME] [--backend NAME]\n");
+      std::fprintf(stderr, "usage: dsv4_ops [--perf] [--real | --awkward] [--op NAME] [--backend NAME]\n");
       return 2;
     }
   }
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   for (const auto& c : cases) {
     if (!only_op.empty() && c.op != only_op) continue;
     if (real_only && !c.real) continue;
+    if (awkward_only && c.real) continue;
     for (const auto& b : backends) {
       if (!only_backend.empty() && b.name != only_backend) continue;
       auto be = b.make();

@@ -1,0 +1,20 @@
+cmake_minimum_required(VERSION 3.25)
+# A kernel tier must not run code at static initialisation: it would run with that tier's
+# instructions on every CPU. Checks each tier object for constructor sections, and that only its
+# entry point is global. Invoked with -DOBJDUMP=... -DNM=... -DOBJECTS="a.o;b.o".
+foreach(o ${OBJECTS})
+  execute_process(COMMAND ${OBJDUMP} -h ${o} OUTPUT_VARIABLE sections RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "objdump failed on ${o}")
+  endif()
+  if(sections MATCHES "init_array|\\.ctors")
+    message(FATAL_ERROR "${o} has static initialisers")
+  endif()
+  execute_process(COMMAND ${NM} --defined-only -g ${o} OUTPUT_VARIABLE globals)
+  string(REGEX MATCHALL "\n[0-9a-f]+ [A-Za-z] [^\n]+" lines "\n${globals}")
+  list(LENGTH lines n)
+  if(NOT n EQUAL 1 OR NOT globals MATCHES "dsv4_cpu_make_")
+    message(FATAL_ERROR "${o} exports more than its entry point:\n${globals}")
+  endif()
+endforeach()
+message(STATUS "tier objects: no static initialisers, one global each")
