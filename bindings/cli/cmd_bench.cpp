@@ -32,13 +32,13 @@ using Clock = std::chrono::steady_clock;
 double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 struct Ceilings {
-  double copy_gbps = 0, read_gbps = 0, matmul_gflops = 0;
+  double copy_gbps = 0, read_gbps = 0, matmul_gflops = 0, fma_gflops = 0;
 };
 
 // Memory bandwidth over two buffers of `n` floats at `a` and `b` (far beyond any cache, in huge
 // pages like the synthetic weights); matrix throughput of the backend's best kernel when `matmul`
 // is set. Each figure is the best of three runs.
-Ceilings measure_ceilings(int threads, float* a, float* b, size_t n, bool matmul) {
+Ceilings measure_ceilings(int threads, float* a, float* b, size_t n, bool matmul, const std::string& tier) {
   Ceilings c;
   const int T = std::max(threads, 1);
   auto par = [&](auto&& f) {
@@ -60,8 +60,11 @@ Ceilings measure_ceilings(int threads, float* a, float* b, size_t n, bool matmul
     c.read_gbps = std::max(c.read_gbps, static_cast<double>(n * sizeof(float)) / secs(t0, Clock::now()) / 1e9);
   }
   if (!matmul) return c;
-  // The backend's best matrix kernel: a large F32 product through the same linear() entry point.
-  auto be = make_cpu_backend(threads);
+  // The machine's FMA peak: the widest vector FMA the CPU runs (best tier), independent chains.
+  c.fma_gflops = make_cpu_backend(threads)->fma_peak_gflops();
+  // The backend's best matrix kernel (of the tier the model uses): a large F32 product through
+  // the same linear() entry point.
+  auto be = make_cpu_backend(threads, tier);
   const int64_t M = 512, N = 4096, K = 4096;
   std::vector<float> w(static_cast<size_t>(N * K)), x(static_cast<size_t>(M * K)), y(static_cast<size_t>(M * N));
   std::mt19937 rng(1);
@@ -205,7 +208,7 @@ int cmd_bench(int argc, char** argv) {
     log("measuring ceilings (memory bandwidth, matrix throughput)...\n");
     Arena big;
     const size_t n = size_t{1} << 28;  // 2 x 1 GiB
-    ceil = measure_ceilings(threads, reinterpret_cast<float*>(big.alloc(4 * n)), reinterpret_cast<float*>(big.alloc(4 * n)), n, true);
+    ceil = measure_ceilings(threads, reinterpret_cast<float*>(big.alloc(4 * n)), reinterpret_cast<float*>(big.alloc(4 * n)), n, true, lo.cpu_tier);
   }
   // Buffers for measuring the bandwidth again during the run, mapped before the weights: mapping
   // huge pages later, next to 15 GB of weights, can start memory compaction that competes with decode.
@@ -247,12 +250,13 @@ int cmd_bench(int argc, char** argv) {
     if (skip_ceilings) return;
     log("measuring memory bandwidth again...\n");
     // The matrix ceiling too: batched decode and prefill ratios use it, and it drifts like the bandwidth.
-    const Ceilings again = measure_ceilings(threads, probe_a, probe_b, probe_n, true);
+    const Ceilings again = measure_ceilings(threads, probe_a, probe_b, probe_n, true, lo.cpu_tier);
     copy_samples.push_back(again.copy_gbps);
     matmul_samples.push_back(again.matmul_gflops);
     ceil.copy_gbps = std::max(ceil.copy_gbps, again.copy_gbps);
     ceil.read_gbps = std::max(ceil.read_gbps, again.read_gbps);
     ceil.matmul_gflops = std::max(ceil.matmul_gflops, again.matmul_gflops);
+    ceil.fma_gflops = std::max(ceil.fma_gflops, again.fma_gflops);
   };
   remeasure();
 
@@ -388,6 +392,7 @@ int cmd_bench(int argc, char** argv) {
                      {"bandwidth_samples_gbps", copy_samples},
                      {"read_gbps", ceil.read_gbps},
                      {"matmul_gflops", ceil.matmul_gflops},
+                     {"fma_gflops", ceil.fma_gflops},
                      {"matmul_samples_gflops", matmul_samples}};
   for (auto& d : out["decode"]) {
     const double gbps = d["gbps"].get<double>();
@@ -434,7 +439,8 @@ int cmd_bench(int argc, char** argv) {
     nlohmann::json prof;
     for (const auto& [k, v] : s.profile()) prof[k] = v;
     out["prefill"].push_back({{"tokens", P}, {"seconds", sec}, {"tokens_per_s", static_cast<double>(P) / sec}, {"gflops", gflops},
-                              {"matmul_ratio", ceil.matmul_gflops > 0 ? gflops / ceil.matmul_gflops : 0.0}, {"profile_s", prof}});
+                              {"matmul_ratio", ceil.matmul_gflops > 0 ? gflops / ceil.matmul_gflops : 0.0},
+                              {"fma_ratio", ceil.fma_gflops > 0 ? gflops / ceil.fma_gflops : 0.0}, {"profile_s", prof}});
   }
   out["peak_rss_gib"] = peak_rss_gib();
 
@@ -470,7 +476,7 @@ int cmd_bench(int argc, char** argv) {
   for (double v : copy_samples) std::printf(" %.1f", v);
   std::printf("), read bandwidth %.1f GB/s, matmul %.1f GFLOP/s (best of", ceil.read_gbps, ceil.matmul_gflops);
   for (double v : matmul_samples) std::printf(" %.1f", v);
-  std::printf(")\n\n");
+  std::printf("), FMA peak %.1f GFLOP/s\n\n", ceil.fma_gflops);
   std::printf("%-10s %10s %14s %8s %10s %10s\n", "decode", "ms/token", "MB read/token", "GB/s", "vs copy", "vs read");
   for (const auto& d : out["decode"])
     if (d.contains("bytes_per_token"))
@@ -496,10 +502,10 @@ int cmd_bench(int argc, char** argv) {
     std::printf("(experts: distinct routed experts read per step, all layers; memory per session at this context: %s)\n",
                 human_bytes(static_cast<double>(batch_runs.front()["session_state_bytes"].get<uint64_t>())).c_str());
   }
-  std::printf("\n%-10s %12s %12s %12s %12s\n", "prefill", "tokens/s", "seconds", "GFLOP/s", "vs matmul");
+  std::printf("\n%-10s %12s %12s %12s %12s %12s\n", "prefill", "tokens/s", "seconds", "GFLOP/s", "vs matmul", "vs FMA peak");
   for (const auto& p : out["prefill"])
-    std::printf("%-10lld %12.1f %12.2f %12.1f %11.0f%%\n", static_cast<long long>(p["tokens"].get<int64_t>()), p["tokens_per_s"].get<double>(),
-                p["seconds"].get<double>(), p["gflops"].get<double>(), 100 * p["matmul_ratio"].get<double>());
+    std::printf("%-10lld %12.1f %12.2f %12.1f %11.0f%% %11.0f%%\n", static_cast<long long>(p["tokens"].get<int64_t>()), p["tokens_per_s"].get<double>(),
+                p["seconds"].get<double>(), p["gflops"].get<double>(), 100 * p["matmul_ratio"].get<double>(), 100 * p["fma_ratio"].get<double>());
   std::printf("\ndecode time per op at context %lld (ms/token):", static_cast<long long>(contexts.front()));
   for (auto it = decode_profile.begin(); it != decode_profile.end(); ++it) std::printf(" %s %.2f,", it.key().c_str(), it.value().get<double>());
   std::printf("\nper layer (ms/token):");

@@ -99,6 +99,9 @@ class Backend {
   virtual void reserve(const ModelConfig&, int64_t /*max_context*/) {}
   virtual OpStats stats() const { return {}; }
   virtual void reset_stats() {}
+  // Benchmarks: the multiply-add throughput of this backend's widest vector FMA over all its
+  // threads (independent accumulator chains, no memory traffic), in GFLOP/s; 0 if unknown.
+  virtual double fma_peak_gflops() { return 0; }
 
   // ---- ops ----
   // y[s, j] = Σ_i x[s, i] · W[r0 + j, i] for s < S, j < n.

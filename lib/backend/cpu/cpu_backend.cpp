@@ -2,8 +2,14 @@
 #include "backend/cpu/cpu_backend.hpp"
 
 #include <sys/mman.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -74,6 +80,79 @@ void CpuBackend::reserve(const ModelConfig& c, int64_t max_context) {
   }
   // Each thread grows its own scratch, inside a parallel pass (the only place it is its own).
   pool_->parallel_for(pool_->size(), 1, [&](int tid, int64_t, int64_t) { pool_->scratch(tid, per_thread); });
+}
+
+namespace {
+
+// One thread's FMA loop: kChains independent accumulators (more than latency × pipes on current
+// cores), `iters` rounds; returns the FLOPs done. The result feeds a sink so nothing is removed.
+constexpr int kChains = 12;
+double fma_loop(int64_t iters, float* sink) {
+#if defined(__AVX512F__)
+  __m512 a[kChains];
+  const __m512 m = _mm512_set1_ps(0.9999f), c = _mm512_set1_ps(1e-6f);
+  for (int k = 0; k < kChains; ++k) a[k] = _mm512_set1_ps(static_cast<float>(k));
+  for (int64_t i = 0; i < iters; ++i)
+    for (int k = 0; k < kChains; ++k) a[k] = _mm512_fmadd_ps(a[k], m, c);
+  __m512 t = a[0];
+  for (int k = 1; k < kChains; ++k) t = _mm512_add_ps(t, a[k]);
+  alignas(64) float v[16];
+  _mm512_store_ps(v, t);
+  *sink = v[0] + v[15];
+  constexpr int kLanes = 16;
+#elif defined(__AVX2__) && defined(__FMA__)
+  __m256 a[kChains];
+  const __m256 m = _mm256_set1_ps(0.9999f), c = _mm256_set1_ps(1e-6f);
+  for (int k = 0; k < kChains; ++k) a[k] = _mm256_set1_ps(static_cast<float>(k));
+  for (int64_t i = 0; i < iters; ++i)
+    for (int k = 0; k < kChains; ++k) a[k] = _mm256_fmadd_ps(a[k], m, c);
+  __m256 t = a[0];
+  for (int k = 1; k < kChains; ++k) t = _mm256_add_ps(t, a[k]);
+  alignas(32) float v[8];
+  _mm256_store_ps(v, t);
+  *sink = v[0] + v[7];
+  constexpr int kLanes = 8;
+#elif defined(__aarch64__)
+  float32x4_t a[kChains];
+  const float32x4_t m = vdupq_n_f32(0.9999f), c = vdupq_n_f32(1e-6f);
+  for (int k = 0; k < kChains; ++k) a[k] = vdupq_n_f32(static_cast<float>(k));
+  for (int64_t i = 0; i < iters; ++i)
+    for (int k = 0; k < kChains; ++k) a[k] = vfmaq_f32(c, a[k], m);
+  float32x4_t t = a[0];
+  for (int k = 1; k < kChains; ++k) t = vaddq_f32(t, a[k]);
+  *sink = vaddvq_f32(t);
+  constexpr int kLanes = 4;
+#else
+  float a[kChains];  // no FMA in the baseline ISA: a multiply and an add, counted as two FLOPs
+  for (int k = 0; k < kChains; ++k) a[k] = static_cast<float>(k);
+  for (int64_t i = 0; i < iters; ++i)
+    for (int k = 0; k < kChains; ++k) a[k] = a[k] * 0.9999f + 1e-6f;
+  float t = 0;
+  for (int k = 0; k < kChains; ++k) t += a[k];
+  *sink = t;
+  constexpr int kLanes = 1;
+#endif
+  return 2.0 * kLanes * kChains * static_cast<double>(iters);
+}
+
+}  // namespace
+
+double CpuBackend::fma_peak_gflops() {
+  // Best of three passes of ~0.1 s over every thread.
+  const int T = threads();
+  constexpr int64_t kIters = 20'000'000;
+  double best = 0;
+  std::vector<float> sink(static_cast<size_t>(T));
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<double> flops(static_cast<size_t>(T));
+    const auto t0 = std::chrono::steady_clock::now();
+    par(T, 1, [&](int tid, int64_t, int64_t) { flops[static_cast<size_t>(tid)] = fma_loop(kIters / 4, &sink[static_cast<size_t>(tid)]); });
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double total = 0;
+    for (double f : flops) total += f;
+    best = std::max(best, total / sec / 1e9);
+  }
+  return best;
 }
 
 void* CpuBackend::alloc(size_t bytes) {

@@ -28,6 +28,7 @@ class CpuBackend : public Backend {
   uint64_t scratch_bytes() const override { return pool_->scratch_bytes() + ws_.bytes(); }
   void set_thread_limit(int n) override { limit_ = n; }
   void reserve(const ModelConfig& c, int64_t max_context) override;
+  double fma_peak_gflops() override;
   OpStats stats() const override { return stats_; }
   void reset_stats() override { stats_ = {}; }
 
