@@ -343,6 +343,15 @@ std::unique_ptr<SamplerStage> dist() { return std::make_unique<Dist>(); }
 Sampler::Sampler(uint64_t seed) : rng_(seed) { history_.reserve(history_cap_); }
 
 Sampler Sampler::from_params(const SamplerParams& p) {
+  // Out-of-range values are errors, never silently "off".
+  if (std::isnan(p.temperature)) throw InvalidArgument("temperature is NaN");
+  if (p.top_k < 0) throw InvalidArgument("top_k must be >= 0 (0: off), got " + std::to_string(p.top_k));
+  if (!(p.top_p > 0 && p.top_p <= 1)) throw InvalidArgument("top_p must be in (0, 1] (1: off), got " + std::to_string(p.top_p));
+  if (!(p.min_p >= 0 && p.min_p <= 1)) throw InvalidArgument("min_p must be in [0, 1] (0: off), got " + std::to_string(p.min_p));
+  if (!(p.repetition_penalty > 0) || !std::isfinite(p.repetition_penalty))
+    throw InvalidArgument("repetition_penalty must be a positive number (1: off), got " + std::to_string(p.repetition_penalty));
+  if (!std::isfinite(p.presence_penalty) || !std::isfinite(p.frequency_penalty)) throw InvalidArgument("presence / frequency penalties must be finite");
+  if (p.penalty_window < 0) throw InvalidArgument("penalty_window must be >= 0, got " + std::to_string(p.penalty_window));
   Sampler s(p.seed);
   if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
     s.add(stages::penalties(p.penalty_window, p.repetition_penalty, p.presence_penalty, p.frequency_penalty));
