@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -9,6 +10,7 @@
 
 #include "common.hpp"
 #include "dsv4/chat.hpp"
+#include "dsv4/generate.hpp"
 #include "dsv4/model.hpp"
 #include "dsv4/tokenizer.hpp"
 
@@ -31,13 +33,15 @@ Tokenizer load_tokenizer(const Args& a) {
   return Tokenizer::load(std::filesystem::path(model_dir(a)) / "tokenizer.json");
 }
 
-Sampler make_sampler(const Args& a) {
+// The sampling flags as parameters (--greedy: temperature 0).
+SamplerParams sampler_params(const Args& a) {
+  SamplerParams p;  // generation_config.json defaults: temperature 1.0, top_p 1.0
   if (a.has("--greedy")) {
     for (const auto& f : kSamplingFlags)
       if (a.has(f) && f != "--seed") throw UsageError("--greedy cannot be combined with " + f);
-    return Sampler::make_greedy();
+    p.temperature = 0;
+    return p;
   }
-  SamplerParams p;  // generation_config.json defaults: temperature 1.0, top_p 1.0
   auto num = [&](const char* flag, float dflt) {
     auto v = a.get(flag);
     if (!v) return dflt;
@@ -55,7 +59,8 @@ Sampler make_sampler(const Args& a) {
   if (p.top_k < 0) throw UsageError("--top-k must be >= 0");
   if (!(p.top_p > 0 && p.top_p <= 1)) throw UsageError("--top-p must be in (0, 1]");
   if (!(p.min_p >= 0 && p.min_p <= 1)) throw UsageError("--min-p must be in [0, 1]");
-  return Sampler::from_params(p);
+  if (std::isnan(p.temperature)) throw UsageError("--temperature must be a number");
+  return p;
 }
 
 SessionOptions session_options(const Args& a, const Model& m) {
@@ -68,56 +73,28 @@ SessionOptions session_options(const Args& a, const Model& m) {
 
 double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-// Writes generated tokens to the right stream: answer text to `answer`, reasoning to `reasoning`.
-struct Printer {
-  const Tokenizer& tok;
-  StreamDecoder answer_dec, reasoning_dec;
-  std::FILE* answer;
-  std::FILE* reasoning;  // may be null (hidden)
-  std::string answer_text, reasoning_text;
-  Printer(const Tokenizer& t, std::FILE* ans, std::FILE* rea) : tok(t), answer_dec(t), reasoning_dec(t), answer(ans), reasoning(rea) {}
-  void put(std::FILE* f, const std::string& s) {
-    if (f != nullptr && !s.empty()) {
-      std::fwrite(s.data(), 1, s.size(), f);
-      std::fflush(f);
-    }
+void put(std::FILE* f, const std::string& s) {
+  if (f != nullptr && !s.empty()) {
+    std::fwrite(s.data(), 1, s.size(), f);
+    std::fflush(f);
   }
-  void token(int32_t id, ThinkingSplitter::Channel ch) {
-    if (ch == ThinkingSplitter::Channel::Reasoning) {
-      const std::string s = reasoning_dec.push(id);
-      reasoning_text += s;
-      put(reasoning, s);
-    } else if (ch == ThinkingSplitter::Channel::Answer) {
-      const std::string s = answer_dec.push(id);
-      answer_text += s;
-      put(answer, s);
-    } else {
-      const std::string s = reasoning_dec.flush();
-      reasoning_text += s;
-      put(reasoning, s + "\n");
-    }
-  }
-  void finish() {
-    std::string s = reasoning_dec.flush();
-    reasoning_text += s;
-    put(reasoning, s);
-    s = answer_dec.flush();
-    answer_text += s;
-    put(answer, s);
-  }
-};
+}
 
 }  // namespace
 
 int cmd_generate(int argc, char** argv) {
-  std::set<std::string> valued = {"--model", "--prompt", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--backend", "--device", "--cpu-tier"};
+  std::set<std::string> valued = {"--model", "--prompt", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--backend",
+                                  "--device", "--cpu-tier", "--stop"};
   valued.insert(kSamplingFlags.begin(), kSamplingFlags.end());
   Args a(argc, argv, 2, valued, {"--greedy", "--raw", "--hide-reasoning", "--show-ids"}, {{"-m", "--model"}, {"-p", "--prompt"}, {"-n", "--max-tokens"}});
   const int64_t max_tokens = a.get_int("--max-tokens", 256);
   if (max_tokens < 0 || max_tokens > (1 << 24)) throw UsageError("--max-tokens must be in [0, 16777216]");
   const ThinkMode mode = parse_think_mode(a.get("--think").value_or("none"));
   if (a.has("--raw") && a.has("--think")) throw UsageError("--raw and --think exclude each other (raw text has no chat format)");
-  Sampler sampler = make_sampler(a);
+  GenerationParams gp;
+  gp.sampling = sampler_params(a);
+  gp.max_tokens = static_cast<int>(max_tokens);
+  if (auto stop = a.get("--stop")) gp.stop = {*stop};
   const std::string text = a.get("--prompt") ? *a.get("--prompt") : read_stdin();
   if (text.empty()) throw UsageError("empty prompt: give -p TEXT or text on stdin");
 
@@ -131,64 +108,57 @@ int cmd_generate(int argc, char** argv) {
     fmt.emplace(tok);
     ids = fmt->encode({{"user", text, ""}}, mode);
   }
+  if (ids.empty()) throw UsageError("the prompt encodes to no tokens");
   const SessionOptions so = session_options(a, *model);
   if (static_cast<int64_t>(ids.size()) > so.max_context)
     throw CapacityError("the prompt has " + std::to_string(ids.size()) + " tokens but the context limit is " +
                         std::to_string(so.max_context) + " (raise it with --context N)");
   Session session(model, so);
-  const int32_t eos = fmt ? fmt->eos() : static_cast<int32_t>(model->config().eos_token_id);
-  ThinkingSplitter split(fmt ? *fmt : ChatFormat(tok), fmt ? mode : ThinkMode::None);
-  Printer out(tok, stdout, a.has("--hide-reasoning") ? nullptr : stderr);
+  std::FILE* reasoning_out = a.has("--hide-reasoning") ? nullptr : stderr;
 
   const auto t0 = Clock::now();
-  auto logits = session.forward(ids);
-  const auto t1 = Clock::now();
-  int64_t generated = 0;
-  std::vector<int32_t> gen_ids;
   Clock::time_point first{};
-  std::string stop = "max tokens";
-  for (int64_t i = 0; i < max_tokens; ++i) {
-    const int32_t tok_id = sampler.sample(logits);
-    if (i == 0) first = Clock::now();
-    ++generated;
-    gen_ids.push_back(tok_id);
-    if (tok_id == eos) {
-      stop = "end of sequence";
-      break;
+  bool in_reasoning = fmt && mode != ThinkMode::None;
+  const GenerationResult r = generate_tokens(session, tok, fmt ? &*fmt : nullptr, mode, ids, gp, [&](const GenerationDelta& d) {
+    if (first == Clock::time_point{}) first = Clock::now();
+    put(reasoning_out, d.reasoning);
+    if (in_reasoning && !d.content.empty()) {
+      put(reasoning_out, "\n");  // the reasoning ended
+      in_reasoning = false;
     }
-    out.token(tok_id, split.route(tok_id));
-    if (i + 1 == max_tokens) break;
-    if (session.position() >= session.max_context()) {
-      stop = "context limit";
-      break;
-    }
-    logits = session.forward({&tok_id, 1});
-  }
-  out.finish();
+    put(stdout, d.content);
+    return true;
+  });
   const auto t2 = Clock::now();
   if (::isatty(1)) std::fputc('\n', stdout);  // stdout carries exactly the generated text otherwise
   if (a.has("--show-ids")) {
     std::fputs("[dsv4] ids:", stderr);
-    for (int32_t t : gen_ids) std::fprintf(stderr, " %d", t);
+    for (int32_t t : r.tokens) std::fprintf(stderr, " %d", t);
     std::fputc('\n', stderr);
   }
+  const int64_t generated = r.completion_tokens;
   const double decode_s = generated > 1 ? secs(first, t2) : 0;
+  const char* why = r.finish == FinishReason::Stop ? "end of sequence or stop" : r.finish == FinishReason::Length ? "max tokens" : "context limit";
   std::fprintf(stderr,
                "\n[dsv4] prompt %zu tokens, prefill %.1f tok/s | generated %lld tokens (%s), decode %.1f tok/s | "
                "first token %.0f ms after start\n",
-               ids.size(), static_cast<double>(ids.size()) / secs(t0, t1), static_cast<long long>(generated), stop.c_str(),
+               ids.size(), generated > 0 ? static_cast<double>(ids.size()) / secs(t0, first) : 0.0, static_cast<long long>(generated), why,
                decode_s > 0 ? static_cast<double>(generated - 1) / decode_s : 0.0,
                generated > 0 ? 1000 * secs(g_process_start, first) : 0.0);
   return 0;
 }
 
 int cmd_chat(int argc, char** argv) {
-  std::set<std::string> valued = {"--model", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--system", "--backend", "--device", "--cpu-tier"};
+  std::set<std::string> valued = {"--model", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--system", "--backend", "--device",
+                                  "--cpu-tier", "--stop"};
   valued.insert(kSamplingFlags.begin(), kSamplingFlags.end());
   Args a(argc, argv, 2, valued, {"--greedy"}, {{"-m", "--model"}, {"-n", "--max-tokens"}});
   const ThinkMode mode = parse_think_mode(a.get("--think").value_or("none"));
-  const int64_t max_tokens = a.get_int("--max-tokens", 512);
-  Sampler sampler = make_sampler(a);
+  GenerationParams gp;
+  gp.sampling = sampler_params(a);
+  gp.max_tokens = static_cast<int>(a.get_int("--max-tokens", 512));
+  if (gp.max_tokens < 0) throw UsageError("--max-tokens must be >= 0");
+  if (auto stop = a.get("--stop")) gp.stop = {*stop};
   const auto model = Model::load(model_dir(a), load_options(a));
   const Tokenizer tok = load_tokenizer(a);
   const ChatFormat fmt(tok);
@@ -234,33 +204,25 @@ int cmd_chat(int argc, char** argv) {
       history.pop_back();
       continue;
     }
-    // Feed up to <｜Assistant｜>, remember that state, then the mode token.
-    session.forward({ids.data() + fed.size(), ids.size() - 1 - fed.size()});
+    // Feed up to <｜Assistant｜>, remember that state, then generate from the mode token on.
+    if (ids.size() - 1 > fed.size()) session.forward({ids.data() + fed.size(), ids.size() - 1 - fed.size()});
     checkpoints.emplace_back(ids.size() - 1, session.snapshot());
-    auto logits = session.forward({&ids.back(), 1});
-    fed = ids;
-
-    ThinkingSplitter split(fmt, mode);
-    Printer out(tok, stdout, stdout);
     if (mode != ThinkMode::None) std::fputs("[reasoning]\n", stdout);
     bool answer_started = mode == ThinkMode::None;
-    for (int64_t i = 0; i < max_tokens; ++i) {
-      const int32_t t = sampler.sample(logits);
-      if (t == fmt.eos()) break;
-      const auto ch = split.route(t);
-      out.token(t, ch);
-      if (ch == ThinkingSplitter::Channel::Marker && !answer_started) {
-        std::fputs("[answer]\n", stdout);
+    const GenerationResult r = generate_tokens(session, tok, &fmt, mode, {&ids.back(), 1}, gp, [&](const GenerationDelta& d) {
+      put(stdout, d.reasoning);
+      if (!answer_started && !d.content.empty()) {
+        std::fputs("\n[answer]\n", stdout);
         answer_started = true;
       }
-      if (session.position() >= session.max_context()) break;
-      logits = session.forward({&t, 1});
-      fed.push_back(t);
-    }
-    out.finish();
+      put(stdout, d.content);
+      return true;
+    });
+    fed = ids;
+    fed.insert(fed.end(), r.tokens.begin(), r.tokens.end() - (r.tokens.empty() ? 0 : 1));  // the last sampled token is not fed
     std::fputc('\n', stdout);
     std::fflush(stdout);
-    history.push_back({"assistant", out.answer_text, out.reasoning_text});
+    history.push_back({"assistant", r.content, r.reasoning});
   }
   return 0;
 }

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "dsv4/chat.hpp"
+#include "dsv4/generate.hpp"
 #include "dsv4/model.hpp"
 #include "dsv4/tokenizer.hpp"
 
@@ -124,6 +125,47 @@ py::array_t<float> logits_array(std::span<const float> l, int64_t rows, int64_t 
   py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
   return view;
 }
+
+dsv4::GenerationParams gen_params(int max_tokens, const std::vector<std::string>& stop, const std::vector<int32_t>& stop_tokens, int logprobs,
+                                  uint64_t seed, float temperature, int top_k, float top_p, float min_p, float repetition_penalty) {
+  dsv4::GenerationParams p;
+  p.max_tokens = max_tokens;
+  p.stop = stop;
+  p.stop_tokens = stop_tokens;
+  p.logprobs = logprobs;
+  p.sampling.seed = seed;
+  p.sampling.temperature = temperature;
+  p.sampling.top_k = top_k;
+  p.sampling.top_p = top_p;
+  p.sampling.min_p = min_p;
+  p.sampling.repetition_penalty = repetition_penalty;
+  return p;
+}
+
+py::object logprob_obj(const std::optional<dsv4::TokenLogprob>& lp) {
+  if (!lp) return py::none();
+  py::list top;
+  for (const auto& [id, v] : lp->top) top.append(py::make_tuple(id, v));
+  return py::dict("token"_a = lp->token, "bytes"_a = py::bytes(lp->bytes), "logprob"_a = lp->logprob, "top"_a = top);
+}
+
+py::dict delta_obj(const dsv4::GenerationDelta& d) {
+  return py::dict("content"_a = d.content, "reasoning"_a = d.reasoning, "logprob"_a = logprob_obj(d.logprob));
+}
+
+py::dict result_obj(const dsv4::GenerationResult& r) {
+  py::list lps;
+  for (const auto& lp : r.logprobs) lps.append(logprob_obj(lp));
+  return py::dict("content"_a = r.content, "reasoning"_a = r.reasoning, "tokens"_a = r.tokens, "logprobs"_a = lps,
+                  "finish_reason"_a = dsv4::finish_reason_name(r.finish), "prompt_tokens"_a = r.prompt_tokens,
+                  "completion_tokens"_a = r.completion_tokens);
+}
+
+// A TextStream with the objects it reads kept alive by Python (keep_alive on the constructor).
+struct PyTextStream {
+  std::optional<dsv4::ChatFormat> fmt;
+  std::unique_ptr<dsv4::TextStream> ts;
+};
 
 }  // namespace
 
@@ -300,6 +342,51 @@ starts an empty chain for add_* calls. Same seed, same tokens on every run and p
       .def_property_readonly("eos_token_id", &dsv4::ChatFormat::eos)
       .def_property_readonly("end_think_token_id", &dsv4::ChatFormat::end_think);
 
+  py::class_<PyTextStream>(m, "TextStream", R"doc(One generation's state: logits in, sampled token and text out.
+
+TextStream(tokenizer, chat=True, think="none", max_tokens=256, stop=[], stop_tokens=[], logprobs=-1,
+sampler=None, seed=0, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0).
+step(logits) samples a token (then .token is the one to feed unless .done) and returns a dict
+with the text it adds: content (answer) and reasoning, complete UTF-8 only, stop strings never
+included; and logprob when logprobs >= 0. sampler: a Sampler to use instead of the sampling
+arguments. chat=False: plain text (no reasoning split).)doc")
+      .def(py::init([](const dsv4::Tokenizer& tok, bool chat, const std::string& think, int max_tokens, std::vector<std::string> stop,
+                       std::vector<int32_t> stop_tokens, int logprobs, PySampler* sampler, uint64_t seed, float temperature, int top_k,
+                       float top_p, float min_p, float repetition_penalty) {
+             auto p = std::make_unique<PyTextStream>();
+             if (chat) p->fmt.emplace(tok);
+             const auto gp = gen_params(max_tokens, stop, stop_tokens, logprobs, seed, temperature, top_k, top_p, min_p, repetition_penalty);
+             const auto mode = dsv4::parse_think_mode(think);
+             const dsv4::ChatFormat* f = p->fmt ? &*p->fmt : nullptr;
+             p->ts = sampler != nullptr ? std::make_unique<dsv4::TextStream>(tok, f, mode, gp, sampler->s)
+                                        : std::make_unique<dsv4::TextStream>(tok, f, mode, gp);
+             return p;
+           }),
+           "tokenizer"_a, "chat"_a = true, "think"_a = "none", "max_tokens"_a = 256, "stop"_a = std::vector<std::string>{},
+           "stop_tokens"_a = std::vector<int32_t>{}, "logprobs"_a = -1, "sampler"_a = nullptr, "seed"_a = 0, "temperature"_a = 1.0f,
+           "top_k"_a = 0, "top_p"_a = 1.0f, "min_p"_a = 0.0f, "repetition_penalty"_a = 1.0f, py::keep_alive<1, 2>(), py::keep_alive<1, 9>())
+      .def("step", [](PyTextStream& p, py::array_t<float, py::array::c_style | py::array::forcecast> logits) {
+             if (logits.ndim() != 1) throw py::value_error("logits must be 1-D [vocab]");
+             std::span<const float> l(logits.data(), static_cast<size_t>(logits.size()));
+             dsv4::GenerationDelta d;
+             {
+               py::gil_scoped_release nogil;
+               d = p.ts->step(l);
+             }
+             return delta_obj(d);
+           }, "logits"_a)
+      .def("end", [](PyTextStream& p, const std::string& why) {
+             const auto r = why == "cancelled" ? dsv4::FinishReason::Cancelled : why == "context_full" ? dsv4::FinishReason::ContextFull
+                            : why == "length" ? dsv4::FinishReason::Length : dsv4::FinishReason::Stop;
+             return delta_obj(p.ts->end(r));
+           }, "reason"_a = "cancelled", "End early (reason: cancelled, context_full, length, stop); returns the text held back.")
+      .def_property_readonly("done", [](const PyTextStream& p) { return p.ts->done(); })
+      .def_property_readonly("token", [](const PyTextStream& p) { return p.ts->token(); })
+      .def_property_readonly("finish_reason", [](const PyTextStream& p) {
+        return p.ts->done() ? py::object(py::str(dsv4::finish_reason_name(p.ts->finish()))) : py::object(py::none());
+      })
+      .def_property_readonly("result", [](const PyTextStream& p) { return result_obj(p.ts->result()); });
+
   m.def("forward_batch", [](py::list items) {
     // (session, tokens) pairs; each session locked for the call, the GIL released for the steps.
     std::vector<PySession*> sessions;
@@ -399,6 +486,55 @@ overwritten by the next call (zero-copy).)doc")
              return r.tokens;
            }, "prompt"_a, "sampler"_a, "max_tokens"_a = 256, "stop_tokens"_a = std::vector<int32_t>{}, "on_token"_a = py::none(),
            "Feed prompt, then sample up to max_tokens tokens. on_token(token) -> False cancels. The last token is not fed yet.")
+      .def("chat", [](PySession& ps, const dsv4::Tokenizer& tok, const PyMessages& msgs, const std::string& think, int max_tokens,
+                       std::vector<std::string> stop, std::vector<int32_t> stop_tokens, int logprobs, uint64_t seed, float temperature, int top_k,
+                       float top_p, float min_p, float repetition_penalty, std::optional<py::function> on_delta) {
+             dsv4::Session& s = ps.get();
+             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
+             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             const auto gp = gen_params(max_tokens, stop, stop_tokens, logprobs, seed, temperature, top_k, top_p, min_p, repetition_penalty);
+             const auto chat = to_chat(msgs);
+             const auto mode = dsv4::parse_think_mode(think);
+             std::function<bool(const dsv4::GenerationDelta&)> cb;
+             if (on_delta) cb = [&](const dsv4::GenerationDelta& d) {
+               py::gil_scoped_acquire gil;
+               py::object r = (*on_delta)(delta_obj(d));
+               return r.is_none() || r.cast<bool>();
+             };
+             dsv4::GenerationResult r;
+             {
+               py::gil_scoped_release nogil;
+               r = dsv4::generate_chat(s, tok, chat, mode, gp, cb);
+             }
+             return result_obj(r);
+           }, "tokenizer"_a, "messages"_a, "think"_a = "none", "max_tokens"_a = 256, "stop"_a = std::vector<std::string>{},
+           "stop_tokens"_a = std::vector<int32_t>{}, "logprobs"_a = -1, "seed"_a = 0, "temperature"_a = 1.0f, "top_k"_a = 0, "top_p"_a = 1.0f,
+           "min_p"_a = 0.0f, "repetition_penalty"_a = 1.0f, "on_delta"_a = py::none(),
+           R"doc(Chat: the messages in the V4 chat format, then generation (one text layer with the CLI and the server).
+Returns a dict: content, reasoning, tokens, logprobs, finish_reason, prompt_tokens, completion_tokens.
+on_delta(dict) receives each piece (content, reasoning, logprob) and may return False to cancel.)doc")
+      .def("complete", [](PySession& ps, const dsv4::Tokenizer& tok, const std::string& prompt, int max_tokens, std::vector<std::string> stop,
+                           std::vector<int32_t> stop_tokens, int logprobs, uint64_t seed, float temperature, int top_k, float top_p, float min_p,
+                           float repetition_penalty, std::optional<py::function> on_delta) {
+             dsv4::Session& s = ps.get();
+             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
+             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             const auto gp = gen_params(max_tokens, stop, stop_tokens, logprobs, seed, temperature, top_k, top_p, min_p, repetition_penalty);
+             std::function<bool(const dsv4::GenerationDelta&)> cb;
+             if (on_delta) cb = [&](const dsv4::GenerationDelta& d) {
+               py::gil_scoped_acquire gil;
+               py::object r = (*on_delta)(delta_obj(d));
+               return r.is_none() || r.cast<bool>();
+             };
+             dsv4::GenerationResult r;
+             {
+               py::gil_scoped_release nogil;
+               r = dsv4::generate_text(s, tok, prompt, gp, cb);
+             }
+             return result_obj(r);
+           }, "tokenizer"_a, "prompt"_a, "max_tokens"_a = 256, "stop"_a = std::vector<std::string>{}, "stop_tokens"_a = std::vector<int32_t>{},
+           "logprobs"_a = -1, "seed"_a = 0, "temperature"_a = 1.0f, "top_k"_a = 0, "top_p"_a = 1.0f, "min_p"_a = 0.0f,
+           "repetition_penalty"_a = 1.0f, "on_delta"_a = py::none(), "Plain-text completion (no chat format); returns what chat() returns.")
       .def("reset", [](PySession& ps) { ps.get().reset(); })
       .def("snapshot", [](PySession& ps) { return ps.get().snapshot(); })
       .def("restore", [](PySession& ps, const dsv4::SessionSnapshot& snap) { ps.get().restore(snap); }, "snapshot"_a)

@@ -71,6 +71,9 @@ class DSV4_API TextStream {
   // `fmt` may be null (plain-text completion: no reasoning split, EOS = the tokenizer's
   // <｜end▁of▁sentence｜> if it has one). `mode` != None: generation starts in the reasoning channel.
   TextStream(const Tokenizer& tok, const ChatFormat* fmt, ThinkMode mode, GenerationParams params);
+  // The same with a caller's sampler (custom stages; it must outlive the stream); params.sampling
+  // is then unused.
+  TextStream(const Tokenizer& tok, const ChatFormat* fmt, ThinkMode mode, GenerationParams params, Sampler& sampler);
   ~TextStream();
   TextStream(TextStream&&) noexcept;
   TextStream& operator=(TextStream&&) noexcept;

@@ -41,7 +41,8 @@ void validate(const GenerationParams& p) {
 struct TextStream::Impl {
   const Tokenizer& tok;
   GenerationParams p;
-  Sampler sampler;
+  Sampler own;
+  Sampler& sampler;
   StreamDecoder content_dec, reasoning_dec;
   bool in_reasoning;
   int32_t end_think = -1, eos = -1;
@@ -51,8 +52,9 @@ struct TextStream::Impl {
   int32_t last = -1;
   std::vector<std::pair<float, int32_t>> top;  // scratch for log-probabilities
 
-  Impl(const Tokenizer& t, const ChatFormat* fmt, ThinkMode mode, GenerationParams params)
-      : tok(t), p(std::move(params)), sampler(Sampler::from_params(p.sampling)), content_dec(t), reasoning_dec(t),
+  Impl(const Tokenizer& t, const ChatFormat* fmt, ThinkMode mode, GenerationParams params, Sampler* external)
+      : tok(t), p(std::move(params)), own(external != nullptr ? Sampler(0) : Sampler::from_params(p.sampling)),
+        sampler(external != nullptr ? *external : own), content_dec(t), reasoning_dec(t),
         in_reasoning(fmt != nullptr && mode != ThinkMode::None) {
     validate(p);
     if (fmt != nullptr) {
@@ -179,7 +181,9 @@ struct TextStream::Impl {
 };
 
 TextStream::TextStream(const Tokenizer& tok, const ChatFormat* fmt, ThinkMode mode, GenerationParams params)
-    : impl_(std::make_unique<Impl>(tok, fmt, mode, std::move(params))) {}
+    : impl_(std::make_unique<Impl>(tok, fmt, mode, std::move(params), nullptr)) {}
+TextStream::TextStream(const Tokenizer& tok, const ChatFormat* fmt, ThinkMode mode, GenerationParams params, Sampler& sampler)
+    : impl_(std::make_unique<Impl>(tok, fmt, mode, std::move(params), &sampler)) {}
 TextStream::~TextStream() = default;
 TextStream::TextStream(TextStream&&) noexcept = default;
 TextStream& TextStream::operator=(TextStream&&) noexcept = default;

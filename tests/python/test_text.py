@@ -56,3 +56,38 @@ def test_generate_iterator_reproduces_reference(tok):
     ids = dsv4.ChatFormat(tok).encode([{"role": "user", "content": "def add(a, b):"}], think="high")
     out = list(dsv4.generate(s2, tok, ids, dsv4.Sampler.greedy(), max_tokens=8, think="high"))
     assert all(ch in ("reasoning", "answer") for ch, _ in out)
+
+
+def test_one_generation_layer_chat_complete_and_stream(tok):
+    model = dsv4.Model(DEMO)
+    prompt = "import os\nimport sys\n\n\ndef read_config(path):\n"
+    full = dsv4.Session(model).complete(tok, prompt, max_tokens=24, temperature=0)
+    assert full["finish_reason"] == "length" and full["completion_tokens"] == 24
+    assert full["content"] == tok.decode(full["tokens"])
+    # A stop string taken from the greedy text: the text ends right before it, not including it.
+    stop = full["content"][10:14]
+    cut = dsv4.Session(model).complete(tok, prompt, max_tokens=24, temperature=0, stop=[stop])
+    assert cut["finish_reason"] == "stop"
+    assert cut["content"] == full["content"][: full["content"].index(stop)]
+    # Streaming deltas add up to the result; False cancels.
+    seen = []
+    r = dsv4.Session(model).complete(tok, prompt, max_tokens=24, temperature=0, on_delta=lambda d: seen.append(d["content"]))
+    assert "".join(seen) == r["content"] == full["content"]
+    n = [0]
+    def cancel(d):
+        n[0] += 1
+        return n[0] < 3
+    c = dsv4.Session(model).complete(tok, prompt, max_tokens=24, temperature=0, on_delta=cancel)
+    assert c["finish_reason"] == "cancelled" and c["completion_tokens"] == 3
+    # chat() renders the messages in the V4 chat format, as the CLI does.
+    msgs = [{"role": "user", "content": "def add(a, b):"}]
+    ch = dsv4.Session(model).chat(tok, msgs, max_tokens=8, temperature=0, logprobs=2)
+    assert ch["prompt_tokens"] == len(dsv4.ChatFormat(tok).encode(msgs))
+    assert len(ch["logprobs"]) == ch["completion_tokens"] and len(ch["logprobs"][0]["top"]) == 2
+    # The iterator takes messages too and agrees with chat().
+    pieces = list(dsv4.generate(dsv4.Session(model), tok, msgs, max_tokens=8))
+    assert "".join(pieces) == ch["content"]
+    with pytest.raises(dsv4.InvalidArgument):
+        dsv4.Session(model).complete(tok, prompt, temperature=float("nan"))
+    with pytest.raises(dsv4.InvalidArgument):
+        dsv4.Session(model).complete(tok, prompt, top_p=2.0)

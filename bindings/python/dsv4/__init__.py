@@ -14,6 +14,7 @@ from ._dsv4 import (  # noqa: F401
     CapacityError,
     ChatFormat,
     StreamDecoder,
+    TextStream,
     Tokenizer,
     ConfigError,
     Error,
@@ -36,39 +37,44 @@ from ._dsv4 import (  # noqa: F401
 )
 
 
-def generate(session, tokenizer, prompt, sampler, max_tokens=256, stop_tokens=None, think=None):
-    """Yield generated text pieces (complete UTF-8) as tokens are produced.
+def generate(session, tokenizer, prompt, sampler=None, max_tokens=256, stop_tokens=None, think=None, stop=None):
+    """Yield generated text pieces (complete UTF-8) as tokens are produced (the library's TextStream).
 
-    prompt: a str (encoded as plain text) or a list of token ids (e.g. ChatFormat.encode(...)).
-    stop_tokens: ids that end generation (default: the tokenizer's end-of-sentence token).
+    prompt: a str (plain text, no chat format), a list of message dicts (the V4 chat format, as
+    the CLI and the server use), or a list of token ids (e.g. ChatFormat.encode(...)).
+    sampler: a Sampler (default: greedy). stop_tokens: ids that end generation besides
+    end-of-sentence. stop: strings that end generation (not emitted).
     think: None, or "high"/"max" when the prompt asked for reasoning: then each item is a pair
     (channel, text) with channel "reasoning" or "answer", split at </think>.
     """
-    ids = tokenizer.encode(prompt, parse_special=False) if isinstance(prompt, str) else list(prompt)
-    if stop_tokens is None:
-        eos = tokenizer.token_to_id("<\uff5cend\u2581of\u2581sentence\uff5c>")
-        stop_tokens = [] if eos is None else [eos]
-    end_think = tokenizer.token_to_id("</think>") if think else None
-    in_reasoning = bool(think)
-    dec = StreamDecoder(tokenizer)
+    chat = False
+    if isinstance(prompt, str):
+        ids = tokenizer.encode(prompt, parse_special=False)
+    elif prompt and isinstance(prompt[0], dict):
+        ids = ChatFormat(tokenizer).encode(prompt, think=think or "none")
+        chat = True
+    else:
+        ids = list(prompt)
+        chat = bool(think)
+    ts = TextStream(tokenizer, chat=chat or bool(think), think=think or "none", max_tokens=max_tokens, stop=list(stop or []),
+                    stop_tokens=list(stop_tokens or []), sampler=sampler if sampler is not None else Sampler.greedy())
     logits = session.forward(ids) if ids else session.last_logits()
     if logits is None:
         raise InvalidArgument("generate: empty prompt and nothing fed yet")
-    for i in range(max_tokens):
-        tok = sampler.sample(logits)
-        if tok in stop_tokens:
+    while not ts.done:
+        d = ts.step(logits)
+        if think:
+            if d["reasoning"]:
+                yield ("reasoning", d["reasoning"])
+            if d["content"]:
+                yield ("answer", d["content"])
+        elif d["content"]:
+            yield d["content"]
+        if ts.done:
             break
-        if in_reasoning and tok == end_think:
-            tail = dec.flush()
-            if tail:
-                yield ("reasoning", tail)
-            in_reasoning = False
-        else:
-            piece = dec.push(tok)
-            if piece:
-                yield (("reasoning" if in_reasoning else "answer"), piece) if think else piece
-        if i + 1 < max_tokens:
-            logits = session.forward([tok])
-    tail = dec.flush()
-    if tail:
-        yield (("reasoning" if in_reasoning else "answer"), tail) if think else tail
+        if session.position >= session.max_context:
+            d = ts.end("context_full")
+            if d["content"]:
+                yield ("answer", d["content"]) if think else d["content"]
+            break
+        logits = session.forward([ts.token])
