@@ -1,6 +1,19 @@
 /* dsv4.h: the C ABI of the dsv4 DeepSeek-V4 inference engine. Pure C (C99/C11), no C++ headers.
  *
- * A worked decode -> sample loop:
+ * Text in, text out:
+ *
+ *   static int print(const char* c, size_t n, const char* r, size_t rn, void* u) {
+ *     (void)r; (void)rn; (void)u; fwrite(c, 1, n, stdout); return 1;
+ *   }
+ *   dsv4_model* model; dsv4_tokenizer* tok; dsv4_session* sess; dsv4_text_result res;
+ *   if (dsv4_model_load("DeepSeek-V4-Flash", &model) != DSV4_OK) { puts(dsv4_last_error()); return 1; }
+ *   dsv4_tokenizer_load("DeepSeek-V4-Flash", &tok);
+ *   dsv4_session_create(model, NULL, &sess);
+ *   dsv4_chat_message msg = {"user", "Why is the sky blue?", NULL};
+ *   dsv4_text_params tp = dsv4_text_default_params();  tp.max_tokens = 200;  tp.on_text = print;
+ *   if (dsv4_generate_chat(sess, tok, &msg, 1, &tp, &res) == DSV4_OK) dsv4_text_result_free(&res);
+ *
+ * Your own decode -> sample loop over token ids:
  *
  *   dsv4_model* model; dsv4_session* sess; dsv4_sampler* smp;
  *   if (dsv4_model_load("DeepSeek-V4-Flash", &model) != DSV4_OK) { puts(dsv4_last_error()); return 1; }
@@ -67,6 +80,7 @@ typedef enum dsv4_status {
 } dsv4_status;
 
 typedef struct dsv4_model dsv4_model;
+typedef struct dsv4_tokenizer dsv4_tokenizer;
 typedef struct dsv4_session dsv4_session;
 typedef struct dsv4_sampler dsv4_sampler;
 typedef struct dsv4_snapshot dsv4_snapshot;
@@ -234,6 +248,64 @@ DSV4_C_API dsv4_generate_params dsv4_generate_default_params(void);
 DSV4_C_API dsv4_status dsv4_session_generate(dsv4_session* session, dsv4_sampler* sampler, const int32_t* prompt, size_t n,
                                              const dsv4_generate_params* params, int32_t* out, size_t capacity,
                                              size_t* n_out);
+
+/* ---- text: tokenizer, chat format, generation (text in, text out) ---- */
+/* Loads tokenizer.json (a file, or a model directory holding one). Free with dsv4_tokenizer_free. */
+DSV4_C_API dsv4_status dsv4_tokenizer_load(const char* path, dsv4_tokenizer** out);
+DSV4_C_API void dsv4_tokenizer_free(dsv4_tokenizer* tok);
+/* Encodes len bytes of UTF-8 text into out[capacity]; *n_out receives the count. parse_special != 0
+ * recognises special-token strings in the text. DSV4_ERR_CAPACITY when capacity is too small
+ * (*n_out then holds the count needed; out is untouched). */
+DSV4_C_API dsv4_status dsv4_tokenize(const dsv4_tokenizer* tok, const char* text, size_t len, int parse_special, int32_t* out,
+                                     size_t capacity, size_t* n_out);
+/* Decodes ids into out[capacity] bytes (not terminated); *n_out receives the byte count, or the
+ * count needed with DSV4_ERR_CAPACITY. */
+DSV4_C_API dsv4_status dsv4_detokenize(const dsv4_tokenizer* tok, const int32_t* ids, size_t n, char* out, size_t capacity,
+                                       size_t* n_out);
+
+typedef enum dsv4_think { DSV4_THINK_NONE = 0, DSV4_THINK_HIGH = 1, DSV4_THINK_MAX = 2 } dsv4_think;
+typedef struct dsv4_chat_message {
+  const char* role;      /* "system", "user", "assistant" or "tool" */
+  const char* content;   /* UTF-8, NUL-terminated */
+  const char* reasoning; /* assistant turns: their thinking (may be NULL) */
+} dsv4_chat_message;
+/* The conversation in the V4 chat format with the generation prompt of `think`, as token ids
+ * (same capacity rules as dsv4_tokenize). */
+DSV4_C_API dsv4_status dsv4_chat_encode(const dsv4_tokenizer* tok, const dsv4_chat_message* msgs, size_t n, dsv4_think think,
+                                        int32_t* out, size_t capacity, size_t* n_out);
+
+/* Receives each piece of generated text: answer content and reasoning (either may be empty;
+ * complete UTF-8, not NUL-terminated). Return non-zero to continue, 0 to cancel. */
+typedef int (*dsv4_text_fn)(const char* content, size_t content_len, const char* reasoning, size_t reasoning_len, void* user_data);
+typedef struct dsv4_text_params {
+  size_t struct_size;            /* sizeof(dsv4_text_params) */
+  dsv4_sampler_params sampling;  /* from dsv4_sampler_default_params(); temperature <= 0: greedy */
+  int32_t max_tokens;            /* default 256 */
+  const char* const* stop;       /* stop strings (not emitted), n_stop of them; may be NULL */
+  size_t n_stop;
+  dsv4_think think;              /* chat generation: the reasoning mode */
+  dsv4_text_fn on_text;          /* may be NULL */
+  void* user_data;
+} dsv4_text_params;
+DSV4_C_API dsv4_text_params dsv4_text_default_params(void);
+
+typedef enum dsv4_finish { DSV4_FINISH_STOP = 0, DSV4_FINISH_LENGTH = 1, DSV4_FINISH_CANCELLED = 2, DSV4_FINISH_CONTEXT_FULL = 3 } dsv4_finish;
+typedef struct dsv4_text_result {
+  char* content;      /* NUL-terminated UTF-8, owned by the result */
+  char* reasoning;
+  int64_t prompt_tokens, completion_tokens;
+  dsv4_finish finish;
+} dsv4_text_result;
+/* Releases the strings of a result (the struct itself is the caller's). */
+DSV4_C_API void dsv4_text_result_free(dsv4_text_result* r);
+
+/* Chat: the messages in the V4 chat format, then generation on the session (from its current
+ * position; reset it first for a new conversation). On DSV4_OK *out holds the text. */
+DSV4_C_API dsv4_status dsv4_generate_chat(dsv4_session* session, const dsv4_tokenizer* tok, const dsv4_chat_message* msgs, size_t n,
+                                          const dsv4_text_params* params, dsv4_text_result* out);
+/* Plain-text completion of a NUL-terminated prompt (no chat format). */
+DSV4_C_API dsv4_status dsv4_generate_text(dsv4_session* session, const dsv4_tokenizer* tok, const char* prompt,
+                                          const dsv4_text_params* params, dsv4_text_result* out);
 
 #ifdef __cplusplus
 }

@@ -2,12 +2,19 @@
 #include "dsv4.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
 #include <cstring>
 #include <vector>
 #include <new>
 #include <string>
 
+#include "dsv4/chat.hpp"
+#include "dsv4/generate.hpp"
 #include "dsv4/model.hpp"
+#include "dsv4/tokenizer.hpp"
 #include "util/log.hpp"
 
 struct dsv4_model {
@@ -22,6 +29,9 @@ struct dsv4_sampler {
 };
 struct dsv4_snapshot {
   dsv4::SessionSnapshot snap;
+};
+struct dsv4_tokenizer {
+  dsv4::Tokenizer tok;
 };
 
 namespace {
@@ -373,6 +383,165 @@ dsv4_status dsv4_session_generate(dsv4_session* s, dsv4_sampler* smp, const int3
   *n_out = r.tokens.size();
   if (r.reason == dsv4::StopReason::Cancelled) return fail(DSV4_ERR_CANCELLED, "generation cancelled by the on_token callback");
   return DSV4_OK;
+}
+
+dsv4_status dsv4_tokenizer_load(const char* path, dsv4_tokenizer** out) {
+  DSV4_REQUIRE(path != nullptr && out != nullptr, "path and out must not be NULL");
+  return guard([&] {
+    std::filesystem::path p(path);
+    std::error_code ec;
+    if (std::filesystem::is_directory(p, ec)) p /= "tokenizer.json";
+    *out = new dsv4_tokenizer{dsv4::Tokenizer::load(p)};
+  });
+}
+void dsv4_tokenizer_free(dsv4_tokenizer* t) { delete t; }
+
+}  // extern "C"
+
+namespace {
+template <class T>
+dsv4_status copy_out(const std::vector<T>& v, T* out, size_t capacity, size_t* n_out) {
+  *n_out = v.size();
+  if (v.size() > capacity) return fail(DSV4_ERR_CAPACITY, "the output needs " + std::to_string(v.size()) + " elements, capacity is " + std::to_string(capacity));
+  if (!v.empty()) std::copy(v.begin(), v.end(), out);
+  g_last_error.clear();
+  return DSV4_OK;
+}
+dsv4::ThinkMode think_of(dsv4_think t) {
+  switch (t) {
+    case DSV4_THINK_NONE: return dsv4::ThinkMode::None;
+    case DSV4_THINK_HIGH: return dsv4::ThinkMode::High;
+    case DSV4_THINK_MAX: return dsv4::ThinkMode::Max;
+  }
+  throw dsv4::InvalidArgument("think must be DSV4_THINK_NONE, _HIGH or _MAX, got " + std::to_string(static_cast<int>(t)));
+}
+std::vector<dsv4::ChatMessage> chat_of(const dsv4_chat_message* msgs, size_t n) {
+  std::vector<dsv4::ChatMessage> v;
+  for (size_t i = 0; i < n; ++i) {
+    if (msgs[i].role == nullptr || msgs[i].content == nullptr)
+      throw dsv4::InvalidArgument("message " + std::to_string(i) + ": role and content must not be NULL");
+    v.push_back({msgs[i].role, msgs[i].content, msgs[i].reasoning != nullptr ? msgs[i].reasoning : ""});
+  }
+  return v;
+}
+}  // namespace
+
+extern "C" {
+
+dsv4_status dsv4_tokenize(const dsv4_tokenizer* t, const char* text, size_t len, int parse_special, int32_t* out, size_t capacity,
+                          size_t* n_out) {
+  DSV4_REQUIRE(t != nullptr && n_out != nullptr && (text != nullptr || len == 0) && (out != nullptr || capacity == 0),
+               "tokenizer, n_out (and text, out when their sizes are not 0) must not be NULL");
+  std::vector<int32_t> ids;
+  const dsv4_status st = guard([&] { ids = t->tok.encode(std::string_view(text, len), parse_special != 0); });
+  if (st != DSV4_OK) return st;
+  return copy_out(ids, out, capacity, n_out);
+}
+
+dsv4_status dsv4_detokenize(const dsv4_tokenizer* t, const int32_t* ids, size_t n, char* out, size_t capacity, size_t* n_out) {
+  DSV4_REQUIRE(t != nullptr && n_out != nullptr && (ids != nullptr || n == 0) && (out != nullptr || capacity == 0),
+               "tokenizer, n_out (and ids, out when their sizes are not 0) must not be NULL");
+  std::string bytes;
+  const dsv4_status st = guard([&] { bytes = t->tok.decode({ids, n}); });
+  if (st != DSV4_OK) return st;
+  return copy_out(std::vector<char>(bytes.begin(), bytes.end()), out, capacity, n_out);
+}
+
+dsv4_status dsv4_chat_encode(const dsv4_tokenizer* t, const dsv4_chat_message* msgs, size_t n, dsv4_think think, int32_t* out,
+                             size_t capacity, size_t* n_out) {
+  DSV4_REQUIRE(t != nullptr && msgs != nullptr && n > 0 && n_out != nullptr && (out != nullptr || capacity == 0),
+               "tokenizer, msgs (n > 0) and n_out must not be NULL");
+  std::vector<int32_t> ids;
+  const dsv4_status st = guard([&] { ids = dsv4::ChatFormat(t->tok).encode(chat_of(msgs, n), think_of(think)); });
+  if (st != DSV4_OK) return st;
+  return copy_out(ids, out, capacity, n_out);
+}
+
+dsv4_text_params dsv4_text_default_params(void) {
+  dsv4_text_params p;
+  std::memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  p.sampling = dsv4_sampler_default_params();
+  p.max_tokens = 256;
+  p.think = DSV4_THINK_NONE;
+  return p;
+}
+
+void dsv4_text_result_free(dsv4_text_result* r) {
+  if (r == nullptr) return;
+  std::free(r->content);
+  std::free(r->reasoning);
+  r->content = r->reasoning = nullptr;
+}
+
+}  // extern "C"
+
+namespace {
+char* dup(const std::string& s) {
+  char* p = static_cast<char*>(std::malloc(s.size() + 1));
+  if (p == nullptr) throw std::bad_alloc();
+  std::memcpy(p, s.data(), s.size());
+  p[s.size()] = '\0';
+  return p;
+}
+
+dsv4_status run_text(const dsv4_text_params* params, dsv4_text_result* out,
+                     const std::function<dsv4::GenerationResult(const dsv4::GenerationParams&, const std::function<bool(const dsv4::GenerationDelta&)>&)>& run) {
+  dsv4_text_params p = dsv4_text_default_params();
+  if (params != nullptr) {
+    if (params->struct_size < sizeof(size_t)) return fail(DSV4_ERR_INVALID_ARGUMENT, "params->struct_size is not set (use dsv4_text_default_params())");
+    std::memcpy(&p, params, std::min(params->struct_size, sizeof p));
+  }
+  if (p.stop == nullptr && p.n_stop != 0) return fail(DSV4_ERR_INVALID_ARGUMENT, "stop is NULL but n_stop is not 0");
+  return guard([&] {
+    dsv4::GenerationParams gp;
+    copy_sampler_fields(p.sampling, gp.sampling);
+    gp.max_tokens = p.max_tokens;
+    for (size_t i = 0; i < p.n_stop; ++i) {
+      if (p.stop[i] == nullptr) throw dsv4::InvalidArgument("stop string " + std::to_string(i) + " is NULL");
+      gp.stop.emplace_back(p.stop[i]);
+    }
+    std::function<bool(const dsv4::GenerationDelta&)> cb;
+    if (p.on_text != nullptr)
+      cb = [&](const dsv4::GenerationDelta& d) {
+        return p.on_text(d.content.data(), d.content.size(), d.reasoning.data(), d.reasoning.size(), p.user_data) != 0;
+      };
+    const dsv4::GenerationResult r = run(gp, cb);
+    char* c = dup(r.content);
+    char* rs = nullptr;
+    try {
+      rs = dup(r.reasoning);
+    } catch (...) {
+      std::free(c);
+      throw;
+    }
+    out->content = c;
+    out->reasoning = rs;
+    out->prompt_tokens = r.prompt_tokens;
+    out->completion_tokens = r.completion_tokens;
+    out->finish = r.finish == dsv4::FinishReason::Stop ? DSV4_FINISH_STOP : r.finish == dsv4::FinishReason::Length ? DSV4_FINISH_LENGTH
+                  : r.finish == dsv4::FinishReason::Cancelled ? DSV4_FINISH_CANCELLED : DSV4_FINISH_CONTEXT_FULL;
+  });
+}
+}  // namespace
+
+extern "C" {
+
+dsv4_status dsv4_generate_chat(dsv4_session* s, const dsv4_tokenizer* t, const dsv4_chat_message* msgs, size_t n,
+                               const dsv4_text_params* params, dsv4_text_result* out) {
+  DSV4_REQUIRE(s != nullptr && t != nullptr && msgs != nullptr && n > 0 && out != nullptr, "session, tokenizer, msgs (n > 0) and out must not be NULL");
+  return run_text(params, out, [&](const dsv4::GenerationParams& gp, const std::function<bool(const dsv4::GenerationDelta&)>& cb) {
+    const dsv4_think th = params != nullptr && params->struct_size >= offsetof(dsv4_text_params, think) + sizeof(dsv4_think) ? params->think : DSV4_THINK_NONE;
+    return dsv4::generate_chat(*s->s, t->tok, chat_of(msgs, n), think_of(th), gp, cb);
+  });
+}
+
+dsv4_status dsv4_generate_text(dsv4_session* s, const dsv4_tokenizer* t, const char* prompt, const dsv4_text_params* params,
+                               dsv4_text_result* out) {
+  DSV4_REQUIRE(s != nullptr && t != nullptr && prompt != nullptr && out != nullptr, "session, tokenizer, prompt and out must not be NULL");
+  return run_text(params, out, [&](const dsv4::GenerationParams& gp, const std::function<bool(const dsv4::GenerationDelta&)>& cb) {
+    return dsv4::generate_text(*s->s, t->tok, prompt, gp, cb);
+  });
 }
 
 }  // extern "C"
