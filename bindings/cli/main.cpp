@@ -21,6 +21,8 @@ constexpr const char* kUsage =
     "  dsv4 bench [--preset flash|pro | --config FILE] [--layers N] [--contexts 1024,65536] [--prompts 512,4096]\n"
     "             [--batch 1,4,16,64] [--threads N] [--steps N] [--max-batch N] [--json]\n"
     "  dsv4 logits [-m DIR] (--ids 1,2,3 | --ids-file FILE) -o OUT.npy [--chunks 13,27,24] [--threads N]\n"
+    "  dsv4 serve [-m DIR] [--host 127.0.0.1] [--port 8080] [--parallel 4] [--context 4096] [--queue 64] [--api-key K]\n"
+    "             [--max-tokens 512] [--prefill-chunk 128] [--max-body BYTES] [--alias NAME]\n"
     "\n"
     "  Every command that runs a model takes --backend cpu|cuda (default cpu) and --device N (default 0);\n"
     "  --threads N sizes the backend's worker pool (default: one per hardware thread); --cpu-tier NAME\n"
@@ -30,7 +32,9 @@ constexpr const char* kUsage =
     "            plain text (no BOS, no chat format)\n"
     "  info    config summary, parameters and bytes by dtype, memory estimate at a context length\n"
     "  logits  float32 .npy [n_tokens, vocab]; --chunks feeds the prompt in pieces of those sizes,\n"
-    "          the rest one token at a time\n";
+    "          the rest one token at a time\n"
+    "  serve   OpenAI-compatible HTTP API (POST /v1/chat/completions, /v1/completions, GET /v1/models,\n"
+    "          /health) with continuous batching over --parallel sequences; loopback unless --host\n";
 
 }  // namespace
 
@@ -48,6 +52,11 @@ int main(int argc, char** argv) {
     if (cmd == "chat") return dsv4::cli::cmd_chat(argc, argv);
     if (cmd == "tokenize") return dsv4::cli::cmd_tokenize(argc, argv);
     if (cmd == "bench") return dsv4::cli::cmd_bench(argc, argv);
+#ifdef DSV4_HAVE_SERVER
+    if (cmd == "serve") return dsv4::cli::cmd_serve(argc, argv);
+#else
+    if (cmd == "serve") throw UsageError("this dsv4 was built without the server (needs cpp-httplib: libcpp-httplib-dev)");
+#endif
     throw UsageError("unknown command '" + cmd + "'");
   } catch (const UsageError& e) {
     std::cerr << "dsv4: " << e.what() << "\n" << kUsage;
