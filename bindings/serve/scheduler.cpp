@@ -126,7 +126,6 @@ void Scheduler::admit(Slot& s, std::shared_ptr<Job> job) {
   s.last_used = ++clock_;
   std::lock_guard<std::mutex> lk(mu_);
   stats_.prompt_tokens_reused += reuse;
-  ++stats_.active;
 }
 
 void Scheduler::emit(Slot& s, const GenerationDelta& d) {
@@ -193,11 +192,16 @@ void Scheduler::loop() {
         }
         if (best == nullptr) break;
         waiting_.pop_front();
+        // Counted as active while still under the lock, so submit() never sees the job in
+        // neither the queue nor a slot (which would let one more through than the queue allows).
+        ++stats_.active;
         lk.unlock();
         try {
           admit(*best, job);
         } catch (const std::exception& e) {
           job->finish({}, e.what());
+          std::lock_guard<std::mutex> relk(mu_);
+          --stats_.active;
         }
         lk.lock();
       }

@@ -227,7 +227,8 @@ def test_api_key_and_a_full_queue():
         c.request("POST", "/v1/completions", body=json.dumps({"prompt": PROMPT, "max_tokens": 100000, "stream": True}),
                   headers={"Content-Type": "application/json", **auth})
         r1 = c.getresponse()
-        r1.readline()
+        while not r1.readline().startswith(b"data:"):  # a token has come: the request holds the slot
+            pass
         st, r = s.request("POST", "/v1/completions", {"prompt": PROMPT, "max_tokens": 2}, headers=auth)
         assert st == 503 and r["error"]["code"] == "server_overloaded"
         c.close()

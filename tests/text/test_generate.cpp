@@ -95,7 +95,7 @@ TEST_CASE("streamed text is complete UTF-8 even when tokens split characters") {
   CHECK(ts.finish() == FinishReason::Length);
 }
 
-TEST_CASE("reasoning and answer are kept apart at </think>; end-of-sentence stops and is not emitted") {
+TEST_CASE("reasoning and answer are kept apart at </think> and end-of-sentence stops and is not emitted") {
   const ChatFormat fmt(tok());
   std::vector<int32_t> ids = tok().encode("thinking about it", false);
   ids.push_back(fmt.end_think());
@@ -158,7 +158,7 @@ TEST_CASE("max tokens, log-probabilities, bad parameters") {
   CHECK(zero.finish() == FinishReason::Length);
 }
 
-TEST_CASE("generate_text and generate_chat on the demo model: greedy text equals greedy tokens decoded; cancellation") {
+TEST_CASE("generate_text and generate_chat on the demo model: greedy text equals greedy tokens decoded, and cancellation works") {
   const auto model = Model::load(kDemo);
   Session s(model);
   const std::string prompt = "import os\nimport sys\n\n\ndef read_config(path):\n";
