@@ -12,6 +12,8 @@
 #include "dsv4/chat.hpp"
 #include "dsv4/model.hpp"
 #include "dsv4/tokenizer.hpp"
+#include "backend/backend.hpp"
+#include "model/synthetic.hpp"
 #include "serve/openai.hpp"
 #include "serve/scheduler.hpp"
 
@@ -37,7 +39,8 @@ void send_error(httplib::Response& res, const ApiError& e) {
 int cmd_serve(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"--model", "--host", "--port", "--parallel", "--context", "--queue", "--api-key", "--threads", "--backend", "--device",
-          "--cpu-tier", "--max-body", "--prefill-chunk", "--alias", "--max-tokens", "--tokenizer"},
+          "--cpu-tier", "--max-body", "--prefill-chunk", "--alias", "--max-tokens", "--tokenizer",
+          "--synthetic", "--layers", "--seed"},
          {}, {{"-m", "--model"}});
   const std::string host = a.get("--host").value_or("127.0.0.1");
   const int64_t port = a.get_int("--port", 8080);
@@ -55,12 +58,32 @@ int cmd_serve(int argc, char** argv) {
   if (max_body <= 0) throw UsageError("--max-body must be positive");
   const std::string api_key = a.get("--api-key").value_or("");
 
-  const std::string dir = model_dir(a);
-  const auto model = Model::load(dir, load_options(a));
-  const Tokenizer tok = Tokenizer::load(a.get("--tokenizer").value_or((std::filesystem::path(dir) / "tokenizer.json").string()));
+  std::shared_ptr<const Model> model;
+  std::string tok_path, id;
+  if (auto preset = a.get("--synthetic")) {
+    // Random weights at real V4 dimensions (as `dsv4 bench` builds them), for load tests of the
+    // server at the cost of the real model; the text is meaningless, and ids past the
+    // tokenizer's vocabulary carry none (ask for logprobs to see every token).
+    if (a.has("--model")) throw UsageError("give --model or --synthetic, not both");
+    if (!a.has("--tokenizer")) throw UsageError("--synthetic needs --tokenizer FILE (tokenizer.json)");
+    const int64_t layers = a.get_int("--layers", 4);
+    if (layers <= 0) throw UsageError("--layers must be positive");
+    const ModelConfig cfg = ModelConfig::parse(preset_config_json(*preset, layers), *preset);
+    LoadOptions lo = load_options(a);
+    check_backend(lo);
+    std::cerr << "building a " << layers << "-layer synthetic " << *preset << " model...\n";
+    model = make_synthetic_model(cfg, static_cast<uint64_t>(a.get_int("--seed", 1)), lo);
+    id = "synthetic-" + *preset + "-" + std::to_string(layers) + "L";
+  } else {
+    const std::string dir = model_dir(a);
+    model = Model::load(dir, load_options(a));
+    tok_path = (std::filesystem::path(dir) / "tokenizer.json").string();
+    id = std::filesystem::path(dir).filename().string();
+    if (id.empty()) id = std::filesystem::path(dir).parent_path().filename().string();
+  }
+  const Tokenizer tok = Tokenizer::load(a.get("--tokenizer").value_or(tok_path));
   const ChatFormat fmt(tok);
-  std::string id = a.get("--alias").value_or(std::filesystem::path(dir).filename().string());
-  if (id.empty()) id = std::filesystem::path(dir).parent_path().filename().string();
+  if (auto alias = a.get("--alias")) id = *alias;
   serve::ApiContext ctx{tok, fmt, id, so.context, static_cast<int>(a.get_int("--max-tokens", 512))};
   serve::Scheduler sched(model, tok, so);
 

@@ -4,6 +4,11 @@ overhead against the same generation through the library directly (Python `Sessi
 
     python3 examples/bench/serve_load.py [--cli build/bin/dsv4] [--model models/demo-code]
                                          [--streams 1,4,16] [--tokens 128] [--parallel 16]
+    python3 examples/bench/serve_load.py --synthetic flash --layers 4 --tokenizer tests/data/tokenizer/tokenizer.json
+
+With --synthetic the server runs random weights at real V4 dimensions (as `dsv4 bench`); every
+request asks for log-probabilities so that each token is an event even when it carries no text,
+and the library comparison is left out.
 
 Standard library only (http.client); loopback.
 """
@@ -21,19 +26,27 @@ import time
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
-def start(cli, model, parallel, context):
-    p = subprocess.Popen([cli, "serve", "-m", model, "--port", "0", "--parallel", str(parallel), "--queue", "64",
+def start(cli, source, parallel, context):
+    p = subprocess.Popen([cli, "serve", *source, "--port", "0", "--parallel", str(parallel), "--queue", "64",
                           "--context", str(context)], stderr=subprocess.PIPE, text=True)
-    m = re.search(r":(\d+) ", p.stderr.readline())
+    m = None
+    while m is None:
+        line = p.stderr.readline()
+        if not line:
+            raise SystemExit("the server did not start")
+        m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
     threading.Thread(target=p.stderr.read, daemon=True).start()
     return p, int(m.group(1))
+
+
+LOGPROBS = {}
 
 
 def one_stream(port, prompt, tokens, out):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     t0 = time.perf_counter()
     c.request("POST", "/v1/completions", body=json.dumps({"prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True,
-                                                          "stream_options": {"include_usage": True}}),
+                                                          "stream_options": {"include_usage": True}, **LOGPROBS}),
               headers={"Content-Type": "application/json"})
     r = c.getresponse()
     first, n = None, 0
@@ -59,11 +72,19 @@ def main():
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--parallel", type=int, default=16)
     ap.add_argument("--context", type=int, default=1024)
+    ap.add_argument("--synthetic", help="flash or pro: random weights at V4 size instead of --model")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--tokenizer", default=os.path.join(ROOT, "tests", "data", "tokenizer", "tokenizer.json"))
     a = ap.parse_args()
-    proc, port = start(a.cli, a.model, a.parallel, a.context)
+    if a.synthetic:
+        source = ["--synthetic", a.synthetic, "--layers", str(a.layers), "--tokenizer", a.tokenizer]
+        LOGPROBS["logprobs"] = 0
+    else:
+        source = ["-m", a.model]
+    proc, port = start(a.cli, source, a.parallel, a.context)
     try:
         prompts = [f"def f{i}(x):\n    return x * {i}\n\n\ndef g{i}(y):\n" for i in range(64)]
-        one_stream(port, prompts[0], 8, [])  # warm-up
+        one_stream(port, "# warm-up\n", 8, [])  # warm-up (another prompt: TTFT below includes the prefill)
         print(f"{'streams':>8} {'aggregate tok/s':>16} {'per-stream tok/s':>17} {'TTFT median ms':>15} {'TTFT max ms':>12} {'wall s':>7}")
         for n in [int(x) for x in a.streams.split(",")]:
             res, th = [], []
@@ -80,6 +101,8 @@ def main():
     finally:
         proc.terminate()
         proc.wait()
+    if a.synthetic:
+        return
     # The same single generation through the library, without HTTP.
     sys.path.insert(0, os.path.join(ROOT, "build", "python"))
     import dsv4
@@ -92,9 +115,9 @@ def main():
     r = s.complete(tok, prompts[0], max_tokens=a.tokens, temperature=0)
     lib = time.perf_counter() - t0
     res = []
-    proc, port = start(a.cli, a.model, a.parallel, a.context)
+    proc, port = start(a.cli, source, a.parallel, a.context)
     try:
-        one_stream(port, prompts[0], 8, [])
+        one_stream(port, "# warm-up\n", 8, [])
         one_stream(port, prompts[0], a.tokens, res)
     finally:
         proc.terminate()
