@@ -244,3 +244,13 @@ def test_curl_streams_a_chat(srv):
     chunks = [json.loads(l[6:]) for l in out.splitlines() if l.startswith("data: {")]
     assert out.rstrip().endswith("data: [DONE]")
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == cli_generate("def add(a, b):", 8)
+
+
+def test_synthetic_needs_a_tokenizer_and_a_known_preset():
+    r = subprocess.run([CLI, "serve", "--synthetic", "flash"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--tokenizer" in r.stderr
+    tok = os.path.join(os.path.dirname(__file__), "..", "data", "tokenizer", "tokenizer.json")
+    r = subprocess.run([CLI, "serve", "--synthetic", "nano", "--tokenizer", tok], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "unknown preset" in r.stderr
+    r = subprocess.run([CLI, "serve", "--synthetic", "flash", "-m", DEMO, "--tokenizer", tok], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "not both" in r.stderr
