@@ -1,10 +1,15 @@
 #include "util/thread_pool.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <chrono>
 #include <map>
 #include <new>
+#include <string>
+#include <utility>
+
+#include "dsv4/error.hpp"
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define DSV4_PAUSE() _mm_pause()
@@ -34,7 +39,20 @@ std::shared_ptr<ThreadPool> ThreadPool::shared(int threads) {
 }
 
 ThreadPool::ThreadPool(int threads) : scratch_(static_cast<size_t>(std::max(threads, 1))) {
-  for (int t = 1; t < std::max(threads, 1); ++t) workers_.emplace_back([this, t] { worker(t); });
+  try {
+    for (int t = 1; t < std::max(threads, 1); ++t) workers_.emplace_back([this, t] { worker(t); });
+  } catch (const std::exception& e) {
+    // The threads already started are stopped, so the failure is an error, not a hang or abort.
+    const size_t started = workers_.size();
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_start_.notify_all();
+    for (auto& w : workers_) w.join();
+    throw CapacityError("cannot start worker thread " + std::to_string(started + 1) + " of " + std::to_string(threads) + " (" +
+                        e.what() + "): ask for fewer threads");
+  }
 }
 
 ThreadPool::~ThreadPool() {
@@ -51,8 +69,9 @@ float* ThreadPool::scratch(int tid, size_t floats) {
   Scratch& s = scratch_[static_cast<size_t>(tid)];
   if (s.size < floats) {
     const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, bytes);
-    if (p == nullptr) throw std::bad_alloc();
+    void* p = floats > (SIZE_MAX - 63) / sizeof(float) ? nullptr : std::aligned_alloc(64, bytes);
+    if (p == nullptr)
+      throw CapacityError("cannot allocate " + std::to_string(floats) + " floats of per-thread scratch (a smaller max_context needs less)");
     std::free(s.data);
     s.data = static_cast<float*>(p);
     s.size = bytes / sizeof(float);
@@ -68,7 +87,15 @@ size_t ThreadPool::scratch_bytes() const {
 
 void ThreadPool::do_part(int part) {
   const int64_t b = n_ * part / parts_, e = n_ * (part + 1) / parts_;
-  if (b < e) thunk_(ctx_, part, b, e);
+  if (b >= e) return;
+  // An exception never leaves a worker (that would terminate the process): the first one is
+  // kept and rethrown to the caller once every part has finished.
+  try {
+    thunk_(ctx_, part, b, e);
+  } catch (...) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!error_) error_ = std::current_exception();
+  }
 }
 
 void ThreadPool::run(int64_t n, int64_t parts, void* ctx, Thunk thunk) {
@@ -79,15 +106,16 @@ void ThreadPool::run(int64_t n, int64_t parts, void* ctx, Thunk thunk) {
     ctx_ = ctx;
     thunk_ = thunk;
     pending_.store(static_cast<int>(parts - 1));
+    error_ = nullptr;
     generation_.fetch_add(1, std::memory_order_release);
   }
   cv_start_.notify_all();
   do_part(0);
   const auto until = std::chrono::steady_clock::now() + kSpin;
   while (pending_.load(std::memory_order_acquire) != 0 && std::chrono::steady_clock::now() < until) DSV4_PAUSE();
-  if (pending_.load(std::memory_order_acquire) == 0) return;
   std::unique_lock<std::mutex> lk(mu_);
   cv_done_.wait(lk, [this] { return pending_.load() == 0; });
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
 void ThreadPool::worker(int tid) {

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -67,6 +68,7 @@ class ThreadPool {
   void* ctx_ = nullptr;
   Thunk thunk_ = nullptr;
   std::atomic<int> pending_{0};
+  std::exception_ptr error_;  // the first exception a part threw in this run (guarded by mu_)
 
   struct alignas(64) Scratch {
     float* data = nullptr;

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <thread>
 #include <vector>
 
@@ -50,6 +51,24 @@ TEST_CASE("rejected calls leave the session unchanged and usable") {
     msg = e.what();
   }
   CHECK(msg.find("outside the vocabulary") != std::string::npos);
+}
+
+TEST_CASE("a max_context too large for this machine is a CapacityError, and sessions still work after it") {
+  const Golden g = load_golden("tiny_a");
+  const auto model = Model::load(golden_dir("tiny_a"));
+  // Sizes past the address space (the session state, the backend's context scratch) and sizes
+  // whose arithmetic would overflow: each is refused with a typed error, never bad_alloc or a wrap.
+  for (const int64_t ctx : {int64_t{1} << 48, int64_t{1} << 55, int64_t{1} << 62, INT64_MAX}) {
+    SessionOptions opt;
+    opt.max_context = ctx;
+    CAPTURE(ctx);
+    CHECK_THROWS_AS(Session(model, opt), CapacityError);
+  }
+  SessionOptions opt;
+  opt.max_context = 40;
+  Session s(model, opt);
+  auto lg = s.forward({g.ids.data(), 10}, Logits::All);
+  CHECK(rel_err(lg.data(), g.logits.data(), lg.size()) <= 1e-4);
 }
 
 TEST_CASE("session memory is reported and fixed after the first decode step") {
