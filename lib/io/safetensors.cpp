@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dsv4/error.hpp"
+#include "util/json.hpp"
 
 namespace dsv4 {
 
@@ -32,12 +33,7 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, uint64_t size, 
     throw FormatError(src + ": header length " + std::to_string(n) + " runs past the end of the file (" +
                       std::to_string(file_size) + " bytes): truncated file?");
   if (n > size - 8) throw FormatError(src + ": header not fully available");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(bytes + 8, bytes + 8 + n);
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(src + ": header is not valid JSON (" + e.what() + ")");
-  }
+  const nlohmann::json j = parse_json<FormatError>(std::string_view(reinterpret_cast<const char*>(bytes) + 8, static_cast<size_t>(n)), src + " header");
   if (!j.is_object()) throw FormatError(src + ": header must be a JSON object");
 
   SafetensorsHeader h;

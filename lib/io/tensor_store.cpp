@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dsv4/error.hpp"
+#include "util/json.hpp"
 
 namespace fs = std::filesystem;
 
@@ -44,12 +45,7 @@ TensorStore::TensorStore(const fs::path& dir) : root_(dir) {
     if (!f) throw IoError("cannot open " + index.string());
     std::stringstream ss;
     ss << f.rdbuf();
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(ss.str());
-    } catch (const nlohmann::json::exception& e) {
-      throw FormatError(index.string() + ": not valid JSON (" + e.what() + ")");
-    }
+    const nlohmann::json j = parse_json<FormatError>(ss.str(), index.string());
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
       throw FormatError(index.string() + ": missing object 'weight_map'");
     std::set<std::string> shards;

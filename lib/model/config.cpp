@@ -7,6 +7,7 @@
 
 #include "dsv4/config.hpp"
 #include "dsv4/error.hpp"
+#include "util/json.hpp"
 
 namespace dsv4 {
 namespace {
@@ -166,12 +167,7 @@ void parse_rope(const Reader& r, ModelConfig& c) {
 }  // namespace
 
 ModelConfig ModelConfig::parse(std::string_view text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw ConfigError(source + ": not valid JSON (" + e.what() + ")");
-  }
+  const json j = parse_json<ConfigError>(text, source);
   if (!j.is_object()) throw ConfigError(source + ": top level must be a JSON object");
   Reader r{j, source};
   ModelConfig c;

@@ -7,6 +7,7 @@
 
 #include "dsv4/error.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
+#include "util/json.hpp"
 
 namespace dsv4 {
 
@@ -57,12 +58,7 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
 }
 
 Tokenizer Tokenizer::from_json(std::string_view text, const std::string& src) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw FormatError(src + ": not valid JSON (" + e.what() + ")");
-  }
+  const json j = parse_json<FormatError>(text, src);
   auto t = std::make_unique<Impl>();
   try {
     if (j.contains("normalizer") && !j["normalizer"].is_null())

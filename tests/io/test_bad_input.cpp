@@ -1,9 +1,13 @@
 // Bad checkpoints and configs: each is a typed error naming the problem, and the process survives.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <fstream>
+#include <iterator>
 
 #include "dsv4/model.hpp"
+#include "dsv4/config.hpp"
+#include "io/safetensors.hpp"
 #include "support/support.hpp"
 
 using namespace dsv4;
@@ -101,4 +105,35 @@ TEST_CASE("config key missing or inconsistent") {
   std::ofstream(dir / "config.json") << j.dump();
   fs::copy_file(golden_dir("tiny_a") / "model.safetensors", dir / "model.safetensors");
   CHECK(load_error<ConfigError>(dir).find("missing key 'hidden_size'") != std::string::npos);
+}
+
+TEST_CASE("deeply nested JSON in config.json, the index file or a safetensors header is an error, not a stack overflow") {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  std::ifstream in(golden_dir("tiny_a") / "config.json");
+  std::string cfg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string nested_cfg = cfg.substr(0, cfg.rfind('}')) + ", \"extra\": " + deep + "}";
+  std::string msg;
+  try {
+    ModelConfig::parse(nested_cfg, "config.json");
+  } catch (const ConfigError& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("nests deeper than") != std::string::npos);
+
+  const fs::path dir = temp_dir("deep_index");
+  fs::copy_file(golden_dir("tiny_a") / "config.json", dir / "config.json");
+  std::ofstream(dir / "model.safetensors.index.json") << "{\"weight_map\": " << deep << "}";
+  CHECK(load_error<FormatError>(dir).find("nests deeper than") != std::string::npos);
+
+  std::string header = "{\"x\": " + deep + "}";
+  std::vector<uint8_t> file(8 + header.size());
+  for (int i = 0; i < 8; ++i) file[static_cast<size_t>(i)] = static_cast<uint8_t>(header.size() >> (8 * i));
+  std::memcpy(file.data() + 8, header.data(), header.size());
+  msg.clear();
+  try {
+    parse_safetensors_header(file.data(), file.size(), file.size(), "deep.safetensors");
+  } catch (const FormatError& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("nests deeper than") != std::string::npos);
 }

@@ -105,3 +105,21 @@ TEST_CASE("merges in either spelling load the same tokenizer") {
   CHECK(t3.decode(ids3) == text);
   CHECK(ids3.size() <= tok().encode(text).size());
 }
+
+TEST_CASE("a tokenizer.json nested 10^5 levels deep (Sequence in Sequence) is a FormatError, not a stack overflow") {
+  std::ifstream f(test::data_dir() / "tokenizer" / "tokenizer.json");
+  nlohmann::json j = nlohmann::json::parse(f);
+  j["pre_tokenizer"] = "@";
+  std::string text = j.dump();
+  std::string deep;
+  for (int i = 0; i < 100000; ++i) deep += "{\"type\":\"Sequence\",\"pretokenizers\":[";
+  for (int i = 0; i < 100000; ++i) deep += "]}";
+  text.replace(text.find("\"@\""), 3, deep);
+  std::string msg;
+  try {
+    Tokenizer::from_json(text, "deep.json");
+  } catch (const FormatError& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("nests deeper than") != std::string::npos);
+}
