@@ -1,5 +1,10 @@
 // Parsing and validation of config.json in the published and Hugging Face layouts.
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <cstdint>
+#include <utility>
 #include <fstream>
 #include <sstream>
 
@@ -27,15 +32,23 @@ struct Reader {
   }
   int64_t integer(const json& obj, const std::string& key, const std::string& path) const {
     const json& v = get(obj, key, path);
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+      fail("key '" + path + "' = " + v.dump() + " is out of range");
     if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float() && v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>())))
-      return static_cast<int64_t>(v.get<double>());
+    // A float with an integral value (1024.0) is accepted; the range check comes before the
+    // conversion, which is undefined for values an int64 cannot hold.
+    if (v.is_number_float()) {
+      const double d = v.get<double>();
+      if (std::isfinite(d) && std::fabs(d) < 9.0e15 && d == std::floor(d)) return static_cast<int64_t>(d);
+    }
     fail("key '" + path + "' must be an integer, found " + v.dump());
   }
   double number(const json& obj, const std::string& key, const std::string& path) const {
     const json& v = get(obj, key, path);
     if (!v.is_number()) fail("key '" + path + "' must be a number, found " + v.dump());
-    return v.get<double>();
+    const double d = v.get<double>();
+    if (!std::isfinite(d)) fail("key '" + path + "' must be finite, found " + v.dump());
+    return d;
   }
   int64_t i(const std::string& key) const { return integer(j, key, key); }
   double d(const std::string& key) const { return number(j, key, key); }
@@ -43,6 +56,12 @@ struct Reader {
   double d_or(const std::string& key, double dflt) const { return j.contains(key) && !j[key].is_null() ? d(key) : dflt; }
   bool has(const std::string& key) const { return j.contains(key) && !j[key].is_null(); }
 };
+
+int64_t rope_dim_from_factor(const Reader& r, int64_t head_dim, double f) {
+  if (!(f > 0 && f <= 1)) r.fail("key 'partial_rotary_factor' = " + std::to_string(f) + " must be in (0, 1]");
+  if (head_dim <= 0 || head_dim > (int64_t{1} << 20)) return 0;  // head_dim's own check names it
+  return static_cast<int64_t>(static_cast<double>(head_dim) * f + 0.5);
+}
 
 RopeParams parse_yarn(const Reader& r, const json& obj, const std::string& path, double theta) {
   RopeParams p;
@@ -91,6 +110,7 @@ void parse_schedule(const Reader& r, ModelConfig& c) {
         } else if (r.has("compress_ratios")) {
           const json& cr = r.j["compress_ratios"];
           if (!cr.is_array() || cr.size() <= l) r.fail("key 'compress_ratios' is too short for layer " + std::to_string(l));
+          if (!cr[l].is_number_integer()) r.fail("key 'compress_ratios[" + std::to_string(l) + "]' must be an integer");
           m = cr[l].get<int64_t>();
         } else {
           r.fail("missing key 'compress_rates' (needed by layer_types entry '" + name + "')");
@@ -151,7 +171,7 @@ void parse_rope(const Reader& r, ModelConfig& c) {
       c.rope_compress = c.rope_main;
     }
     if (c.rope_dim == 0 && main.contains("partial_rotary_factor"))
-      c.rope_dim = static_cast<int64_t>(c.head_dim * main["partial_rotary_factor"].get<double>() + 0.5);
+      c.rope_dim = rope_dim_from_factor(r, c.head_dim, r.number(main, "partial_rotary_factor", "rope_parameters.main.partial_rotary_factor"));
   } else {
     c.rope_main.theta = r.d_or("rope_theta", 10000.0);
     const double ctheta = r.d_or("compress_rope_theta", c.rope_main.theta);
@@ -198,7 +218,7 @@ ModelConfig ModelConfig::parse(std::string_view text, const std::string& source)
     if (r.has("expert_dtype")) c.expert_dtype = j["expert_dtype"].get<std::string>();
     c.rope_dim = r.i_or("qk_rope_head_dim", 0);
     if (c.rope_dim == 0 && r.has("partial_rotary_factor"))
-      c.rope_dim = static_cast<int64_t>(c.head_dim * r.d("partial_rotary_factor") + 0.5);
+      c.rope_dim = rope_dim_from_factor(r, c.head_dim, r.d("partial_rotary_factor"));
     if (r.has("scoring_func") && j["scoring_func"] != "sqrtsoftplus")
       r.fail("key 'scoring_func' is " + j["scoring_func"].dump() + "; only \"sqrtsoftplus\" is supported");
     if (r.i_or("num_key_value_heads", 1) != 1) r.fail("key 'num_key_value_heads' must be 1 (single shared KV head)");
@@ -237,6 +257,54 @@ ModelConfig ModelConfig::parse(std::string_view text, const std::string& source)
   positive(c.moe_intermediate_size, "moe_intermediate_size");
   positive(c.hc_mult, "hc_mult");
   positive(c.hc_sinkhorn_iters, "hc_sinkhorn_iters");
+  // Upper bounds: far above any V4 variant, low enough that every size computed from them fits
+  // an int64 with room to spare, and that no loop runs for ever.
+  auto at_most = [&](int64_t v, int64_t hi, const char* key) {
+    if (v > hi) r.fail(std::string("key '") + key + "' = " + std::to_string(v) + " exceeds the supported maximum " + std::to_string(hi));
+  };
+  at_most(c.vocab_size, int64_t{1} << 24, "vocab_size");
+  at_most(c.hidden_size, int64_t{1} << 16, "hidden_size");
+  at_most(c.num_layers, 1024, "num_hidden_layers");
+  at_most(c.num_heads, 4096, "num_attention_heads");
+  at_most(c.head_dim, 4096, "head_dim");
+  at_most(c.q_lora_rank, int64_t{1} << 16, "q_lora_rank");
+  at_most(c.o_lora_rank, int64_t{1} << 16, "o_lora_rank");
+  at_most(c.sliding_window, int64_t{1} << 20, "sliding_window");
+  at_most(c.n_routed_experts, 4096, "n_routed_experts");
+  at_most(c.moe_intermediate_size, int64_t{1} << 16, "moe_intermediate_size");
+  at_most(c.hc_sinkhorn_iters, 1000, "hc_sinkhorn_iters");
+  at_most(c.num_mtp_layers, 16, "num_nextn_predict_layers");
+  if (c.num_mtp_layers < 0) r.fail("key 'num_nextn_predict_layers' must be >= 0, found " + std::to_string(c.num_mtp_layers));
+  if (c.n_shared_experts < 0) r.fail("key 'n_shared_experts' must be >= 0, found " + std::to_string(c.n_shared_experts));
+  if (r.has("max_position_embeddings") && (c.max_position_embeddings <= 0 || c.max_position_embeddings > (int64_t{1} << 34)))
+    r.fail("key 'max_position_embeddings' = " + std::to_string(c.max_position_embeddings) + " must be in [1, 2^34]");
+  for (size_t l = 0; l < c.compress_ratio.size(); ++l)
+    if (c.compress_ratio[l] > (int64_t{1} << 16))
+      r.fail("layer " + std::to_string(l) + " has compress ratio " + std::to_string(c.compress_ratio[l]) + "; at most 65536 is supported");
+  for (const auto& [id, key] : {std::pair{c.bos_token_id, "bos_token_id"}, std::pair{c.eos_token_id, "eos_token_id"}})
+    if (id < -1 || id >= c.vocab_size)
+      r.fail(std::string("key '") + key + "' = " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+  // Real parameters: finite (checked when read) and in the range where the math means something.
+  auto num = [](double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.6g", v);
+    return std::string(b);
+  };
+  // [lo, hi] with either end open; hi = infinity: no upper bound.
+  auto real_in = [&](double v, double lo, bool lo_open, double hi, bool hi_open, const char* key) {
+    const bool ok = (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+    if (ok) return;
+    const std::string range = std::isinf(hi) ? std::string(lo_open ? "> " : ">= ") + num(lo)
+                                             : std::string("in ") + (lo_open ? "(" : "[") + num(lo) + ", " + num(hi) + (hi_open ? ")" : "]");
+    r.fail(std::string("key '") + key + "' = " + num(v) + " must be " + range);
+  };
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  real_in(c.rms_norm_eps, 0, true, 1, true, "rms_norm_eps");
+  real_in(c.hc_eps, 0, true, 1, true, "hc_eps");
+  real_in(c.routed_scaling_factor, 0, true, 1e6, false, "routed_scaling_factor");
+  real_in(c.swiglu_limit, 0, false, kInf, false, "swiglu_limit");
+  real_in(c.rope_main.theta, 0, true, kInf, false, "rope_theta (or rope_parameters.main.rope_theta)");
+  real_in(c.rope_compress.theta, 0, true, kInf, false, "compress_rope_theta (or rope_parameters.compress.rope_theta)");
   if (c.rope_dim <= 0 || c.rope_dim % 2 != 0 || c.rope_dim > c.head_dim)
     r.fail("key 'qk_rope_head_dim' = " + std::to_string(c.rope_dim) + " must be even and in (0, head_dim]");
   if (c.num_heads % c.o_groups != 0)
@@ -251,6 +319,10 @@ ModelConfig ModelConfig::parse(std::string_view text, const std::string& source)
     if (c.attn_kind[l] == AttnKind::CSA) {
       positive(c.index_n_heads, "index_n_heads");
       positive(c.index_topk, "index_topk");
+      positive(c.index_head_dim, "index_head_dim");
+      at_most(c.index_n_heads, 1024, "index_n_heads");
+      at_most(c.index_head_dim, 4096, "index_head_dim");
+      at_most(c.index_topk, int64_t{1} << 20, "index_topk");
       if (c.index_head_dim < c.rope_dim) r.fail("key 'index_head_dim' must be at least qk_rope_head_dim");
     }
   }

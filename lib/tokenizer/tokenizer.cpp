@@ -68,18 +68,40 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& src) {
     if (m.value("type", "") != "BPE") throw FormatError(src + ": model type '" + m.value("type", "") + "' is not supported (only BPE)");
     if (m.value("byte_fallback", false)) throw FormatError(src + ": BPE byte_fallback is not supported");
     t->ignore_merges = m.value("ignore_merges", false);
+    // Ids index tables sized by the largest one: each must be an integer in [0, kMaxTokenId), and
+    // the id space may not be much sparser than the tokens that fill it (a 150-byte file with one
+    // id of 10^8 must not allocate gigabytes).
+    constexpr int64_t kMaxTokenId = int64_t{1} << 24;
+    auto shown = [](const std::string& x) {  // at most 64 bytes, cut at a character boundary
+      size_t n = std::min<size_t>(x.size(), 64);
+      while (n > 0 && n < x.size() && (static_cast<unsigned char>(x[n]) & 0xC0) == 0x80) --n;
+      return x.substr(0, n);
+    };
+    auto read_id = [&](const json& v, const std::string& token) -> int32_t {
+      if (!v.is_number_integer() || (v.is_number_unsigned() ? v.get<uint64_t>() >= static_cast<uint64_t>(kMaxTokenId)
+                                                            : v.get<int64_t>() < 0 || v.get<int64_t>() >= kMaxTokenId))
+        throw FormatError(src + ": token '" + shown(token) + "' has id " + shown(v.dump()) + "; ids are integers in [0, " +
+                          std::to_string(kMaxTokenId) + ")");
+      return static_cast<int32_t>(v.get<int64_t>());
+    };
     int32_t max_id = -1;
+    int64_t entries = 0;
     for (auto it = m.at("vocab").begin(); it != m.at("vocab").end(); ++it) {
-      const int32_t id = it.value().get<int32_t>();
-      if (id < 0) throw FormatError(src + ": negative id for token '" + it.key() + "'");
+      const int32_t id = read_id(it.value(), it.key());
       t->vocab.emplace(it.key(), id);
       max_id = std::max(max_id, id);
+      ++entries;
     }
     for (const auto& a : j.value("added_tokens", json::array())) {
-      const int32_t id = a.at("id").get<int32_t>();
-      t->added.push_back({a.at("content").get<std::string>(), id, a.value("special", false)});
+      const std::string content = a.at("content").get<std::string>();
+      const int32_t id = read_id(a.at("id"), content);
+      t->added.push_back({content, id, a.value("special", false)});
       max_id = std::max(max_id, id);
+      ++entries;
     }
+    if (static_cast<int64_t>(max_id) + 1 > 2 * entries + 4096)
+      throw FormatError(src + ": the largest token id is " + std::to_string(max_id) + " but only " + std::to_string(entries) +
+                        " tokens are defined; the id space may be at most twice the tokens plus 4096");
     std::stable_sort(t->added.begin(), t->added.end(), [](const auto& x, const auto& y) { return x.content.size() > y.content.size(); });
     for (const auto& a : t->added)
       if (!a.content.empty()) t->added_first[static_cast<unsigned char>(a.content[0])] = true;

@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "dsv4/config.hpp"
 #include "dsv4/error.hpp"
@@ -106,4 +108,50 @@ TEST_CASE("missing or inconsistent keys are named") {
 
   CHECK(config_error(json::array()).find("object") != std::string::npos);
   CHECK_THROWS_AS(ModelConfig::parse("{"), ConfigError);
+}
+
+TEST_CASE("every value out of its meaningful range is refused at load, naming the field and the range") {
+  // key path, bad value, text the message must contain
+  struct Case {
+    std::vector<std::string> path;
+    json value;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {{"rms_norm_eps"}, -1e-6, "rms_norm_eps"},
+      {{"rms_norm_eps"}, 0.0, "rms_norm_eps"},
+      {{"hc_eps"}, -1.0, "hc_eps"},
+      {{"hc_sinkhorn_iters"}, int64_t{1} << 62, "hc_sinkhorn_iters"},
+      {{"hc_sinkhorn_iters"}, 0, "hc_sinkhorn_iters"},
+      {{"sliding_window"}, int64_t{1} << 40, "sliding_window"},
+      {{"index_topk"}, int64_t{1} << 40, "index_topk"},
+      {{"index_head_dim"}, 0, "index_head_dim"},
+      {{"num_experts_per_tok"}, 9, "num_experts_per_tok"},
+      {{"n_routed_experts"}, int64_t{1} << 40, "n_routed_experts"},
+      {{"vocab_size"}, int64_t{1} << 62, "vocab_size"},
+      {{"vocab_size"}, uint64_t{1} << 63, "vocab_size"},
+      {{"hidden_size"}, 1e30, "hidden_size"},
+      {{"head_dim"}, 64.5, "head_dim"},
+      {{"routed_scaling_factor"}, -1.0, "routed_scaling_factor"},
+      {{"swiglu_limit"}, -3.0, "swiglu_limit"},
+      {{"max_position_embeddings"}, 0, "max_position_embeddings"},
+      {{"bos_token_id"}, 512, "bos_token_id"},
+      {{"eos_token_id"}, -7, "eos_token_id"},
+      {{"compress_rates", "compressed_sparse_attention"}, 0, "compress ratio"},
+      {{"compress_rates", "heavily_compressed_attention"}, int64_t{1} << 40, "compress ratio"},
+      {{"rope_parameters", "main", "rope_theta"}, 0.0, "rope_theta"},
+      {{"rope_parameters", "compress", "rope_theta"}, -5.0, "compress_rope_theta"},
+      {{"rope_parameters", "compress", "factor"}, -1.0, "rope_parameters.compress"},
+  };
+  for (const Case& k : cases) {
+    json j = read_json("tiny_a");
+    json* o = &j;
+    for (size_t i = 0; i + 1 < k.path.size(); ++i) o = &(*o)[k.path[i]];
+    (*o)[k.path.back()] = k.value;
+    CAPTURE(k.path.back());
+    CAPTURE(k.value.dump());
+    const std::string msg = config_error(j);
+    CHECK(msg.find(k.expect) != std::string::npos);
+  }
+  CHECK(config_error(read_json("tiny_a")) == "(no error)");
 }

@@ -123,3 +123,35 @@ TEST_CASE("a tokenizer.json nested 10^5 levels deep (Sequence in Sequence) is a 
   }
   CHECK(msg.find("nests deeper than") != std::string::npos);
 }
+
+TEST_CASE("token ids that are negative, huge, not integers or far sparser than the vocabulary are a FormatError") {
+  std::ifstream f(test::data_dir() / "tokenizer" / "tokenizer.json");
+  const nlohmann::json base = nlohmann::json::parse(f);
+  const std::vector<nlohmann::json> bad_ids = {-5, int64_t{1} << 31, (int64_t{1} << 31) + 3, 100000000, uint64_t{1} << 63, 1.5, "7", nullptr};
+  for (const auto& id : bad_ids) {
+    for (const bool added : {true, false}) {
+      nlohmann::json j = base;
+      if (added)
+        j["added_tokens"][0]["id"] = id;
+      else
+        j["model"]["vocab"].begin().value() = id;
+      CAPTURE(id.dump());
+      CAPTURE(added);
+      CHECK_THROWS_AS(Tokenizer::from_json(j.dump(), "bad.json"), FormatError);
+    }
+  }
+  // In range, but a 6000-token vocabulary with one id of 10^6 would size every table by 10^6.
+  nlohmann::json sparse = base;
+  sparse["added_tokens"][0]["id"] = 1000000;
+  std::string msg;
+  try {
+    Tokenizer::from_json(sparse.dump(), "sparse.json");
+  } catch (const FormatError& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("largest token id is 1000000") != std::string::npos);
+  // A few unused ids (padding) are fine.
+  nlohmann::json padded = base;
+  padded["added_tokens"][0]["id"] = base["model"]["vocab"].size() + base["added_tokens"].size() + 100;
+  CHECK(Tokenizer::from_json(padded.dump(), "padded.json").vocab_size() == static_cast<int64_t>(padded["added_tokens"][0]["id"].get<int64_t>() + 1));
+}
