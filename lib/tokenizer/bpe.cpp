@@ -1,5 +1,8 @@
 // Pre-tokenization pipeline and byte-level BPE.
+#include <functional>
 #include <limits>
+#include <queue>
+#include <utility>
 
 #include "tokenizer/tokenizer_impl.hpp"
 
@@ -51,23 +54,67 @@ void Tokenizer::Impl::bpe(std::string_view piece, std::vector<int32_t>& out, std
   for (unsigned char c : piece)
     if (byte_token[c] >= 0) sym.push_back(byte_token[c]);  // unknown bytes are dropped (no unk token)
   // Repeatedly merge the lowest-ranked adjacent pair (leftmost on ties).
-  for (;;) {
-    int32_t best_rank = std::numeric_limits<int32_t>::max();
-    size_t best_at = 0;
-    int32_t best_id = -1;
-    for (size_t i = 0; i + 1 < sym.size(); ++i) {
-      auto it = merges.find((static_cast<uint64_t>(static_cast<uint32_t>(sym[i])) << 32) | static_cast<uint32_t>(sym[i + 1]));
-      if (it != merges.end() && it->second.first < best_rank) {
-        best_rank = it->second.first;
-        best_at = i;
-        best_id = it->second.second;
+  if (sym.size() <= kShortPiece) {
+    // Short pieces (nearly all): rescan after each merge; fastest at this size.
+    for (;;) {
+      int32_t best_rank = std::numeric_limits<int32_t>::max();
+      size_t best_at = 0;
+      int32_t best_id = -1;
+      for (size_t i = 0; i + 1 < sym.size(); ++i) {
+        auto it = merges.find(pair_key(sym[i], sym[i + 1]));
+        if (it != merges.end() && it->second.first < best_rank) {
+          best_rank = it->second.first;
+          best_at = i;
+          best_id = it->second.second;
+        }
       }
+      if (best_id < 0) break;
+      sym[best_at] = best_id;
+      sym.erase(sym.begin() + static_cast<std::ptrdiff_t>(best_at) + 1);
     }
-    if (best_id < 0) break;
-    sym[best_at] = best_id;
-    sym.erase(sym.begin() + static_cast<std::ptrdiff_t>(best_at) + 1);
+    out.insert(out.end(), sym.begin(), sym.end());
+    return;
   }
-  out.insert(out.end(), sym.begin(), sym.end());
+  merge_long(sym, out);
+}
+
+// The same merges in O(n log n) for long pieces (a 160k-letter word): symbols in a linked list,
+// candidate pairs in a min-heap ordered by (rank, position); entries made stale by a merge next to
+// them are skipped when popped. Positions keep the list's order, so ties go leftmost as above.
+void Tokenizer::Impl::merge_long(std::vector<int32_t>& sym, std::vector<int32_t>& out) const {
+  const auto n = static_cast<int32_t>(sym.size());
+  std::vector<int32_t> next(static_cast<size_t>(n)), prev(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n; ++i) {
+    next[static_cast<size_t>(i)] = i + 1 < n ? i + 1 : -1;
+    prev[static_cast<size_t>(i)] = i - 1;
+  }
+  using Cand = std::pair<int32_t, int32_t>;  // (rank, left position)
+  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+  auto rank_at = [&](int32_t left) -> int32_t {
+    const int32_t right = next[static_cast<size_t>(left)];
+    if (right < 0) return -1;
+    auto it = merges.find(pair_key(sym[static_cast<size_t>(left)], sym[static_cast<size_t>(right)]));
+    return it == merges.end() ? -1 : it->second.first;
+  };
+  auto push = [&](int32_t left) {
+    const int32_t r = rank_at(left);
+    if (r >= 0) heap.emplace(r, left);
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) push(i);
+  std::vector<uint8_t> dead(static_cast<size_t>(n), 0);
+  while (!heap.empty()) {
+    const auto [rank, left] = heap.top();
+    heap.pop();
+    if (dead[static_cast<size_t>(left)] || rank_at(left) != rank) continue;  // stale
+    const int32_t right = next[static_cast<size_t>(left)];
+    sym[static_cast<size_t>(left)] = merges.find(pair_key(sym[static_cast<size_t>(left)], sym[static_cast<size_t>(right)]))->second.second;
+    dead[static_cast<size_t>(right)] = 1;
+    next[static_cast<size_t>(left)] = next[static_cast<size_t>(right)];
+    if (next[static_cast<size_t>(right)] >= 0) prev[static_cast<size_t>(next[static_cast<size_t>(right)])] = left;
+    push(left);
+    if (prev[static_cast<size_t>(left)] >= 0) push(prev[static_cast<size_t>(left)]);
+  }
+  for (int32_t i = 0; i >= 0; i = next[static_cast<size_t>(i)]) out.push_back(sym[static_cast<size_t>(i)]);
 }
 
 void Tokenizer::Impl::bpe_cached(std::string_view piece, std::vector<int32_t>& out, std::vector<int32_t>& scratch) const {

@@ -82,7 +82,12 @@ struct Tokenizer::Impl {
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
   static constexpr size_t kCacheMax = 1 << 16;
 
+  static constexpr size_t kShortPiece = 48;  // symbols; longer pieces merge through a heap
+  static uint64_t pair_key(int32_t a, int32_t b) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+  }
   void bpe(std::string_view piece, std::vector<int32_t>& out, std::vector<int32_t>& scratch) const;
+  void merge_long(std::vector<int32_t>& sym, std::vector<int32_t>& out) const;
   void bpe_cached(std::string_view piece, std::vector<int32_t>& out, std::vector<int32_t>& scratch) const;
   void encode_text(std::string_view text, std::vector<int32_t>& out) const;  // no added tokens
   void split(std::string_view text, size_t step, std::vector<int32_t>& out, std::vector<int32_t>& scratch) const;

@@ -2,7 +2,12 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstdint>
 #include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
 
 #include "dsv4/error.hpp"
 #include "dsv4/tokenizer.hpp"
@@ -154,4 +159,68 @@ TEST_CASE("token ids that are negative, huge, not integers or far sparser than t
   nlohmann::json padded = base;
   padded["added_tokens"][0]["id"] = base["model"]["vocab"].size() + base["added_tokens"].size() + 100;
   CHECK(Tokenizer::from_json(padded.dump(), "padded.json").vocab_size() == static_cast<int64_t>(padded["added_tokens"][0]["id"].get<int64_t>() + 1));
+}
+
+namespace {
+// The textbook BPE on one piece of lowercase letters (their byte-level spelling is themselves):
+// rescan for the lowest-ranked adjacent pair, leftmost on ties, until none is left.
+std::vector<int32_t> naive_bpe(const std::string& word, const nlohmann::json& tj) {
+  const auto& vocab = tj["model"]["vocab"];
+  std::map<std::pair<std::string, std::string>, int> rank;
+  int r = 0;
+  for (const auto& m : tj["model"]["merges"]) {
+    std::string a, b;
+    if (m.is_string()) {
+      const std::string s = m.get<std::string>();
+      const size_t sp = s.find(' ', 1);
+      a = s.substr(0, sp);
+      b = s.substr(sp + 1);
+    } else {
+      a = m[0].get<std::string>();
+      b = m[1].get<std::string>();
+    }
+    rank.emplace(std::make_pair(a, b), r++);
+  }
+  std::vector<std::string> sym;
+  for (char c : word) sym.emplace_back(1, c);
+  for (;;) {
+    int best = INT32_MAX;
+    size_t at = 0;
+    for (size_t i = 0; i + 1 < sym.size(); ++i) {
+      auto it = rank.find({sym[i], sym[i + 1]});
+      if (it != rank.end() && it->second < best && vocab.contains(sym[i] + sym[i + 1])) {
+        best = it->second;
+        at = i;
+      }
+    }
+    if (best == INT32_MAX) break;
+    sym[at] += sym[at + 1];
+    sym.erase(sym.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+  }
+  std::vector<int32_t> ids;
+  for (const auto& s : sym) ids.push_back(vocab[s].get<int32_t>());
+  return ids;
+}
+}  // namespace
+
+TEST_CASE("long pieces merge exactly as the textbook BPE does, and a 200k-letter word encodes at all") {
+  std::ifstream f(test::data_dir() / "tokenizer" / "tokenizer.json");
+  const nlohmann::json tj = nlohmann::json::parse(f);
+  std::mt19937 rng(7);
+  for (const std::string alphabet : {"ab", "abc", "aeinst", "abcdefghijklmnopqrstuvwxyz"}) {
+    for (const size_t n : {size_t{1}, size_t{13}, size_t{47}, size_t{48}, size_t{49}, size_t{137}, size_t{1000}, size_t{3000}}) {
+      std::string w;
+      for (size_t i = 0; i < n; ++i) w += alphabet[rng() % alphabet.size()];
+      CAPTURE(alphabet);
+      CAPTURE(n);
+      // The test tokenizer does not add a prefix space; a run of letters is one piece.
+      CHECK(tok().encode(w) == naive_bpe(w, tj));
+    }
+  }
+  CHECK(tok().encode(std::string(3001, 'a')) == naive_bpe(std::string(3001, 'a'), tj));
+  // The rescanning merge is quadratic: this took minutes before the heap (now milliseconds).
+  std::string big;
+  for (size_t i = 0; i < 200000; ++i) big += static_cast<char>('a' + rng() % 26);
+  const auto ids = tok().encode(big);
+  CHECK(tok().decode(ids) == big);
 }
