@@ -310,3 +310,45 @@ TEST_CASE("kernel tier: the best tier the CPU runs is chosen, lower ones can be 
   bad.cpu_tier = "avx1024";
   CHECK_THROWS_AS(Model::load(dir, bad), UnsupportedError);
 }
+
+TEST_CASE("logits are bitwise identical for 1, 2 and 3 threads, whole, chunked and token by token, on every tier") {
+  for (const std::string name : {"official_a", "mid_flash"}) {
+    const Golden g = load_golden(name);
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(g.ids.size()), 64);
+    for (const std::string& tier : cpu_kernel_tiers()) {
+      std::vector<std::vector<float>> ref;  // per schedule, from 1 thread
+      for (const int threads : {1, 2, 3}) {
+        LoadOptions o;
+        o.threads = threads;
+        o.cpu_tier = tier;
+        std::shared_ptr<const Model> m;
+        try {
+          m = Model::load(golden_dir(name), o);
+        } catch (const UnsupportedError&) {
+          break;  // a tier this CPU does not run
+        }
+        const std::vector<std::vector<int64_t>> schedules = {{n}, {1, 13, n - 14}, std::vector<int64_t>(static_cast<size_t>(n), 1)};
+        for (size_t k = 0; k < schedules.size(); ++k) {
+          Session s(m);
+          std::vector<float> all;
+          int64_t at = 0;
+          for (const int64_t len : schedules[k]) {
+            auto lg = s.forward({g.ids.data() + at, static_cast<size_t>(len)}, Logits::All);
+            all.insert(all.end(), lg.begin(), lg.end());
+            at += len;
+          }
+          CAPTURE(name);
+          CAPTURE(tier);
+          CAPTURE(threads);
+          CAPTURE(k);
+          if (threads == 1) {
+            ref.push_back(std::move(all));
+          } else {
+            REQUIRE(all.size() == ref[k].size());
+            CHECK(std::memcmp(all.data(), ref[k].data(), all.size() * sizeof(float)) == 0);
+          }
+        }
+      }
+    }
+  }
+}

@@ -32,8 +32,11 @@ void CpuBackend::attention(const AttentionArgs& a) {
   for (int64_t s = 0; s < a.S; ++s) max_pos = std::max(max_pos, a.step.pos[s]);
   const int64_t max_entries = !a.entries ? 0 : (a.select != nullptr ? a.topk : (max_pos + 1) / a.ratio);
   const int64_t cap = (a.W + max_entries + kRowsRound - 1) / kRowsRound * kRowsRound;
-  // Enough work items for every thread, each as many heads as possible (the gather is per item).
-  const int64_t per_token = std::clamp<int64_t>((threads() + a.S - 1) / a.S, 1, H);
+  // About kItems work items per step, each as many heads as possible (a thread gathers a token's
+  // rows once for its consecutive items). From the step's shape alone, never the thread count:
+  // the heads per item set the GEMM shapes and so the order of their sums.
+  constexpr int64_t kItems = 8;
+  const int64_t per_token = std::clamp<int64_t>((kItems + a.S - 1) / a.S, 1, H);
   const int64_t hb = (H + per_token - 1) / per_token, blocks = (H + hb - 1) / hb;
   const size_t scratch_floats = attention_scratch_floats(a.W, hd, hb, max_entries);
   par(a.S * blocks, 1, [&](int tid, int64_t b, int64_t e) {

@@ -81,7 +81,7 @@ void CpuBackend::indexer_select(const IndexerArgs& a) {
   const int64_t max_vis = (max_pos + 1) / a.ratio;
   auto keys_of = [&](int64_t s) { return a.step.seqs[a.step.seq[s]].state[a.layer].index.entries; };
   constexpr int64_t kBlock = 256;  // entries scored per GEMM
-  if (a.S < threads() && max_vis >= 2 * kBlock) {
+  if (a.S < 4 && max_vis >= 2 * kBlock) {
     // Decode: one query, many entries: split the entries across threads instead.
     for (int64_t s = 0; s < a.S; ++s) {
       const int64_t vis = (a.step.pos[s] + 1) / a.ratio;
@@ -111,7 +111,8 @@ void CpuBackend::indexer_select(const IndexerArgs& a) {
       int32_t* sel = a.select + s * a.topk;
       std::fill(sel, sel + a.topk, -1);
       if (vis == 0) continue;
-      score_block(a, keys_of(s), s, 0, vis, dots, score, wt);
+      // In the same 256-entry blocks as the split path above: equal GEMM shapes, equal bits.
+      for (int64_t w0 = 0; w0 < vis; w0 += kBlock) score_block(a, keys_of(s), s, w0, std::min(vis, w0 + kBlock), dots + w0 * a.nI, score, wt);
       select_top(a, vis, score, order, sel);
     }
   });

@@ -18,8 +18,9 @@ using Stride = Eigen::OuterStride<>;
 // Rows of W decoded per tile for the batched (prefill) path. Each tile is one GEMM against all of
 // x, which Eigen packs again per call: 128-row tiles pack x a quarter as often as 32-row ones
 // (measured 2 threads: F32 512x4096x4096 180 -> 200-227 GFLOP/s, FP8 at 4096 tokens 146 -> 182-223).
-// Smaller tiles only when a matrix would otherwise give fewer than two tiles per thread.
-constexpr int64_t kMaxTileRows = 128, kMinTileRows = 32;
+// Smaller tiles only for matrices that would otherwise give fewer than kTileSplit tiles (enough
+// for two per thread up to 4 threads, one per thread up to 8).
+constexpr int64_t kMaxTileRows = 128, kMinTileRows = 32, kTileSplit = 8;
 
 int64_t row_bytes(const MatW& w) { return std::max<int64_t>(1, static_cast<int64_t>(w.bytes() / static_cast<uint64_t>(std::max<int64_t>(w.rows, 1)))); }
 constexpr size_t kGemvX = 100;  // workspace slot of the permuted activations
@@ -43,7 +44,9 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
     });
     return;
   }
-  const int64_t kTileRows = std::clamp<int64_t>(n / (2 * threads()) / kMinTileRows * kMinTileRows, kMinTileRows, kMaxTileRows);
+  // The tile height follows from the matrix alone, never from the thread count: it sets the
+  // shape of every GEMM and so the order of its sums, and results must not depend on threads.
+  const int64_t kTileRows = std::clamp<int64_t>(n / kTileSplit / kMinTileRows * kMinTileRows, kMinTileRows, kMaxTileRows);
   const int64_t tiles = (n + kTileRows - 1) / kTileRows;
   // Decode cost is paid once per tile and shared by all S rows of x.
   // Below ~64K multiply-adds per tile the hand-off costs more than it saves: use fewer threads.
