@@ -153,6 +153,38 @@ py::dict delta_obj(const dsv4::GenerationDelta& d) {
   return py::dict("content"_a = d.content, "reasoning"_a = d.reasoning, "logprob"_a = logprob_obj(d.logprob));
 }
 
+// Ctrl-C during a long generation: on the main thread (the only one Python delivers signals to)
+// the loop checks for pending signals after every token and stops at once; the call then raises
+// the KeyboardInterrupt (or whatever the handler raised) with the tokens so far attached as
+// `partial`, so nothing generated is lost. Other threads are not interrupted by signals.
+struct SignalWatch {
+  bool main = false;
+  bool hit = false;
+  PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
+  SignalWatch() { main = PyThread_get_thread_ident() == main_thread_id(); }
+  static unsigned long main_thread_id() {
+    static const unsigned long id = py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+    return id;
+  }
+  // Called without the GIL; false: stop generating.
+  bool ok() {
+    if (!main || hit) return !hit;
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() == 0) return true;
+    hit = true;
+    PyErr_Fetch(&type, &value, &tb);
+    return false;
+  }
+  // With the GIL, after the loop: re-raise with the partial result attached.
+  void raise_if_hit(py::object partial) {
+    if (!hit) return;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != nullptr) PyObject_SetAttrString(value, "partial", partial.ptr());
+    PyErr_Restore(type, value, tb);
+    throw py::error_already_set();
+  }
+};
+
 py::dict result_obj(const dsv4::GenerationResult& r) {
   py::list lps;
   for (const auto& lp : r.logprobs) lps.append(logprob_obj(lp));
@@ -319,7 +351,10 @@ starts an empty chain for add_* calls. Same seed, same tokens on every run and p
            }, "text"_a, "parse_special"_a = true)
       .def("decode", [](const dsv4::Tokenizer& t, const std::vector<int32_t>& ids, const std::string& errors) {
              const std::string b = t.decode(ids);
-             return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(b.data(), static_cast<py::ssize_t>(b.size()), errors.c_str()));
+             // errors as for bytes.decode: 'strict' raises UnicodeDecodeError, an unknown handler LookupError.
+             PyObject* u = PyUnicode_DecodeUTF8(b.data(), static_cast<py::ssize_t>(b.size()), errors.c_str());
+             if (u == nullptr) throw py::error_already_set();
+             return py::reinterpret_steal<py::str>(u);
            }, "ids"_a, "errors"_a = "replace")
       .def("decode_bytes", [](const dsv4::Tokenizer& t, const std::vector<int32_t>& ids) { return py::bytes(t.decode(ids)); }, "ids"_a)
       .def("token_to_id", [](const dsv4::Tokenizer& t, const std::string& s) { return t.token_to_id(s); }, "token"_a)
@@ -471,18 +506,21 @@ overwritten by the next call (zero-copy).)doc")
              dsv4::GenerateOptions o;
              o.max_tokens = max_tokens;
              o.stop_tokens = std::move(stop_tokens);
-             if (on_token) {
-               o.on_token = [&](int32_t t) {
+             SignalWatch watch;
+             o.on_token = [&](int32_t t) {
+               if (on_token) {
                  py::gil_scoped_acquire gil;
                  py::object r = (*on_token)(t);
-                 return r.is_none() || r.cast<bool>();
-               };
-             }
+                 if (!(r.is_none() || r.cast<bool>())) return false;
+               }
+               return watch.ok();
+             };
              dsv4::GenerateResult r;
              {
                py::gil_scoped_release nogil;
                r = s.generate(p, sampler.s, o);
              }
+             watch.raise_if_hit(py::cast(r.tokens));
              return r.tokens;
            }, "prompt"_a, "sampler"_a, "max_tokens"_a = 256, "stop_tokens"_a = std::vector<int32_t>{}, "on_token"_a = py::none(),
            "Feed prompt, then sample up to max_tokens tokens. on_token(token) -> False cancels. The last token is not fed yet.")
@@ -495,17 +533,21 @@ overwritten by the next call (zero-copy).)doc")
              const auto gp = gen_params(max_tokens, stop, stop_tokens, logprobs, seed, temperature, top_k, top_p, min_p, repetition_penalty);
              const auto chat = to_chat(msgs);
              const auto mode = dsv4::parse_think_mode(think);
-             std::function<bool(const dsv4::GenerationDelta&)> cb;
-             if (on_delta) cb = [&](const dsv4::GenerationDelta& d) {
-               py::gil_scoped_acquire gil;
-               py::object r = (*on_delta)(delta_obj(d));
-               return r.is_none() || r.cast<bool>();
+             SignalWatch watch;
+             std::function<bool(const dsv4::GenerationDelta&)> cb = [&](const dsv4::GenerationDelta& d) {
+               if (on_delta) {
+                 py::gil_scoped_acquire gil;
+                 py::object r = (*on_delta)(delta_obj(d));
+                 if (!(r.is_none() || r.cast<bool>())) return false;
+               }
+               return watch.ok();
              };
              dsv4::GenerationResult r;
              {
                py::gil_scoped_release nogil;
                r = dsv4::generate_chat(s, tok, chat, mode, gp, cb);
              }
+             watch.raise_if_hit(result_obj(r));
              return result_obj(r);
            }, "tokenizer"_a, "messages"_a, "think"_a = "none", "max_tokens"_a = 256, "stop"_a = std::vector<std::string>{},
            "stop_tokens"_a = std::vector<int32_t>{}, "logprobs"_a = -1, "seed"_a = 0, "temperature"_a = 1.0f, "top_k"_a = 0, "top_p"_a = 1.0f,
@@ -520,17 +562,21 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
              std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
              if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
              const auto gp = gen_params(max_tokens, stop, stop_tokens, logprobs, seed, temperature, top_k, top_p, min_p, repetition_penalty);
-             std::function<bool(const dsv4::GenerationDelta&)> cb;
-             if (on_delta) cb = [&](const dsv4::GenerationDelta& d) {
-               py::gil_scoped_acquire gil;
-               py::object r = (*on_delta)(delta_obj(d));
-               return r.is_none() || r.cast<bool>();
+             SignalWatch watch;
+             std::function<bool(const dsv4::GenerationDelta&)> cb = [&](const dsv4::GenerationDelta& d) {
+               if (on_delta) {
+                 py::gil_scoped_acquire gil;
+                 py::object r = (*on_delta)(delta_obj(d));
+                 if (!(r.is_none() || r.cast<bool>())) return false;
+               }
+               return watch.ok();
              };
              dsv4::GenerationResult r;
              {
                py::gil_scoped_release nogil;
                r = dsv4::generate_text(s, tok, prompt, gp, cb);
              }
+             watch.raise_if_hit(result_obj(r));
              return result_obj(r);
            }, "tokenizer"_a, "prompt"_a, "max_tokens"_a = 256, "stop"_a = std::vector<std::string>{}, "stop_tokens"_a = std::vector<int32_t>{},
            "logprobs"_a = -1, "seed"_a = 0, "temperature"_a = 1.0f, "top_k"_a = 0, "top_p"_a = 1.0f, "min_p"_a = 0.0f,

@@ -312,7 +312,8 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, Sampler& sampl
   if (!prompt.empty()) forward(prompt, Logits::Last);
   if (!impl_->has_last) throw InvalidArgument("generate: empty prompt and nothing fed yet (no logits to sample from)");
   GenerateResult r;
-  r.tokens.reserve(static_cast<size_t>(o.max_tokens));
+  // At most what the context can still hold (max_tokens may be "unlimited", 2^31 - 1).
+  r.tokens.reserve(static_cast<size_t>(std::min<int64_t>(o.max_tokens, max_context() - position() + 1)));
   for (int i = 0; i < o.max_tokens; ++i) {
     if (i > 0) {
       if (position() >= max_context()) {

@@ -91,3 +91,56 @@ def test_one_generation_layer_chat_complete_and_stream(tok):
         dsv4.Session(model).complete(tok, prompt, temperature=float("nan"))
     with pytest.raises(dsv4.InvalidArgument):
         dsv4.Session(model).complete(tok, prompt, top_p=2.0)
+
+
+def test_decode_errors_behave_as_bytes_decode(tok):
+    # A lone continuation byte: a token that is not valid UTF-8 on its own.
+    i = next(i for i in range(tok.vocab_size) if not _utf8(tok.decode_bytes([i])))
+    raw = tok.decode_bytes([i])
+    assert tok.decode([i]) == raw.decode("utf-8", errors="replace")
+    assert tok.decode([i], errors="ignore") == raw.decode("utf-8", errors="ignore")
+    with pytest.raises(UnicodeDecodeError):
+        tok.decode([i], errors="strict")
+    with pytest.raises(LookupError):
+        tok.decode([i], errors="no-such-handler")
+    assert tok.decode(tok.encode("héllo"), errors="strict") == "héllo"
+
+
+def _utf8(b):
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+@pytest.mark.parametrize("call", ["generate", "complete"])
+def test_ctrl_c_stops_generation_and_keeps_the_tokens(tok, call):
+    import signal
+    import threading
+    import time
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread only")
+    m = dsv4.Model(DEMO)
+    s = dsv4.Session(m, max_context=200000)
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt) as exc:
+            if call == "generate":
+                s.generate(tok.encode("def main():\n"), dsv4.Sampler.greedy(), max_tokens=190000)
+            else:
+                s.complete(tok, "def main():\n", max_tokens=190000, temperature=0, stop_tokens=[])
+    finally:
+        timer.cancel()
+    assert time.monotonic() - t0 < 30  # stopped at once, not after 190000 tokens
+    partial = exc.value.partial
+    tokens = partial if call == "generate" else partial["tokens"]
+    assert 0 < len(tokens) < 190000
+    if call == "complete":
+        assert partial["finish_reason"] == "cancelled"
+    # The session is consistent and usable: the last token is sampled, not yet fed.
+    assert s.position == len(tok.encode("def main():\n")) + len(tokens) - 1
+    s.forward([tokens[-1]])
