@@ -9,8 +9,4 @@ function(dsv4_warnings target)
     # GCC 12 reports false positives inside its own AVX-512 intrinsics when Eigen inlines them.
     target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
   endif()
-  if(DSV4_SANITIZE)
-    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)
-    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
-  endif()
 endfunction()
