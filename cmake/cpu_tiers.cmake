@@ -44,14 +44,15 @@ function(dsv4_add_cpu_tier target tier)
     DEPENDS ${obj} $<TARGET_OBJECTS:${obj}>
     COMMAND_EXPAND_LISTS
     COMMENT "Linking the ${tier} CPU kernels into one object with local symbols")
-  set_source_files_properties(${out} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
-  target_sources(${target} PRIVATE ${out})
   target_compile_definitions(${target} PRIVATE DSV4_HAVE_CPU_${tier}=1)
   set(DSV4_CPU_TIERS_BUILT ${DSV4_CPU_TIERS_BUILT} ${tier} PARENT_SCOPE)
   set_property(GLOBAL APPEND PROPERTY DSV4_CPU_TIER_OBJECTS ${out})
 endfunction()
 
-# The tiers for the target architecture. DSV4_CPU_TIERS (a list) restricts them.
+# The tiers for the target architecture. DSV4_CPU_TIERS (a list) restricts them. `target` (the
+# code that selects a tier) gets DSV4_HAVE_CPU_<tier>; the tier objects are listed in the global
+# property DSV4_CPU_TIER_OBJECTS, built by the custom target dsv4_cpu_tiers, for the libraries to
+# link (dsv4_link_cpu_tiers).
 function(dsv4_add_cpu_tiers target)
   set(DSV4_CPU_TIERS_BUILT "")
   set(want ${DSV4_CPU_TIERS})
@@ -74,4 +75,15 @@ function(dsv4_add_cpu_tiers target)
   message(STATUS "dsv4: CPU kernel tiers: ${DSV4_CPU_TIERS_BUILT}")
   set_property(GLOBAL PROPERTY DSV4_CPU_TIERS_BUILT ${DSV4_CPU_TIERS_BUILT})
   set(DSV4_CPU_TIERS_BUILT ${DSV4_CPU_TIERS_BUILT} PARENT_SCOPE)
+endfunction()
+
+# Links the tier objects into a library target (each library that contains the CPU backend).
+function(dsv4_link_cpu_tiers target)
+  get_property(objs GLOBAL PROPERTY DSV4_CPU_TIER_OBJECTS)
+  if(NOT TARGET dsv4_cpu_tiers)
+    add_custom_target(dsv4_cpu_tiers DEPENDS ${objs})
+  endif()
+  set_source_files_properties(${objs} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
+  target_sources(${target} PRIVATE ${objs})
+  add_dependencies(${target} dsv4_cpu_tiers)
 endfunction()

@@ -73,7 +73,7 @@ typedef enum dsv4_status {
   DSV4_ERR_SHAPE = 5,            /* tensor dtype/shape differs from the config */
   DSV4_ERR_MISSING_TENSOR = 6,   /* required tensor absent */
   DSV4_ERR_CAPACITY = 7,         /* session max_context would be exceeded */
-  DSV4_ERR_CANCELLED = 8,        /* a callback asked to stop */
+  DSV4_ERR_CANCELLED = 8,        /* a callback asked to stop (on_token, on_text, or the session's cancel callback) */
   DSV4_ERR_OUT_OF_MEMORY = 9,
   DSV4_ERR_INTERNAL = 10,
   DSV4_ERR_UNSUPPORTED = 11      /* backend or device not built into this library / not present */
@@ -92,10 +92,14 @@ DSV4_C_API int dsv4_api_version(void);
 DSV4_C_API const char* dsv4_last_error(void);
 DSV4_C_API const char* dsv4_status_name(dsv4_status s);
 
-/* Log messages (level: 0 debug, 1 info, 2 warning, 3 error) go to `cb` (NULL: silent, the default).
- * The callback may be called from any thread that calls into dsv4. */
+/* Log messages (level: 0 debug, 1 info, 2 warning, 3 error). By default those at warning and
+ * above go to stderr ("dsv4: warning: ..."). With a callback installed they go to `cb` instead
+ * and nothing is written to stderr; NULL restores the default. The callback is called from the
+ * thread whose dsv4 call logs, one message at a time; it must not call these two functions. */
 typedef void (*dsv4_log_fn)(int level, const char* message, void* user_data);
 DSV4_C_API void dsv4_set_log_callback(dsv4_log_fn cb, void* user_data);
+/* Drops messages below `level` (0..3; 4: nothing at all). Default 2 (warning). */
+DSV4_C_API dsv4_status dsv4_set_log_level(int level);
 
 /* ---- model ---- */
 /* Loads a checkpoint directory onto the CPU backend with default options (dsv4_model_load_ex with
@@ -151,6 +155,14 @@ DSV4_C_API int64_t dsv4_session_position(const dsv4_session* session);
 DSV4_C_API int64_t dsv4_session_max_context(const dsv4_session* session);
 /* Logits of the last token fed ([vocab]); *logits = NULL and *n_floats = 0 before any forward. */
 DSV4_C_API dsv4_status dsv4_session_last_logits(const dsv4_session* session, const float** logits, size_t* n_floats);
+/* Cancellation: `cancel(user_data)` is called between the steps of a forward (each carries at
+ * most max_batch of its tokens) and before each generated token; when it returns non-zero the
+ * call stops with DSV4_ERR_CANCELLED. The tokens fed before that stay fed (the one exception to
+ * "a failed call changes nothing"): dsv4_session_position says how many, and
+ * dsv4_session_last_logits holds the logits of the last one, so the session stays usable. NULL
+ * removes the check. Called on the thread that made the call. */
+typedef int (*dsv4_cancel_fn)(void* user_data);
+DSV4_C_API dsv4_status dsv4_session_set_cancel(dsv4_session* session, dsv4_cancel_fn cancel, void* user_data);
 /* Bytes of caches / scratch currently held. */
 DSV4_C_API uint64_t dsv4_session_memory_bytes(const dsv4_session* session);
 

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for p in g++-aarch64-linux-gnu qemu-user libeigen3-dev nlohmann-json3-dev doctest-dev cmake; do
+for p in g++-aarch64-linux-gnu qemu-user libeigen3-dev nlohmann-json3-dev doctest-dev libspdlog-dev cmake; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -21,6 +21,8 @@ mkdir -p "$dir/deps"
 ln -sfn /usr/include/eigen3/Eigen "$dir/deps/Eigen"
 ln -sfn /usr/include/nlohmann "$dir/deps/nlohmann"
 ln -sfn /usr/include/doctest "$dir/deps/doctest"
+ln -sfn /usr/include/spdlog "$dir/deps/spdlog"
+ln -sfn /usr/include/fmt "$dir/deps/fmt"
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
       -DDSV4_TOKENIZER=OFF -DDSV4_HEADER_DEPS_DIR="$(cd "$dir/deps" && pwd)" > "$dir/configure.log"
 cmake --build "$dir" -j"$(nproc 2>/dev/null || echo 2)"

@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -46,7 +47,17 @@ LoadOptions load_options(const Args& a) {
 std::string model_dir(const Args& a) {
   if (auto m = a.get("--model")) return *m;
   if (const char* env = std::getenv("DSV4_MODEL"); env != nullptr && *env != '\0') return env;
-  return DSV4_DEFAULT_MODEL;
+  // The demo model ships as data next to the tool: <prefix>/bin/dsv4 and
+  // <prefix>/share/dsv4/models/demo-code, in the build tree and in an install tree alike, so
+  // either can be moved.
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const auto demo = exe.parent_path().parent_path() / "share" / "dsv4" / "models" / "demo-code";
+    if (std::filesystem::exists(demo / "config.json", ec)) return demo.string();
+    throw UsageError("no model given: pass -m DIR or set DSV4_MODEL (the demo model is not at " + demo.string() + ")");
+  }
+  throw UsageError("no model given: pass -m DIR or set DSV4_MODEL");
 }
 
 int cmd_info(int argc, char** argv) {

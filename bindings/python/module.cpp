@@ -10,6 +10,7 @@
 
 #include "dsv4/chat.hpp"
 #include "dsv4/generate.hpp"
+#include "dsv4/log.hpp"
 #include "dsv4/model.hpp"
 #include "dsv4/tokenizer.hpp"
 
@@ -26,6 +27,7 @@ struct PyModel {
 struct PySession {
   std::unique_ptr<dsv4::Session> s;
   std::mutex mu;
+  py::object cancel;  // Session.set_cancel(fn): asked between steps and tokens (None: never)
   dsv4::Session& get() {
     if (!s) throw py::value_error("this Session is closed");
     return *s;
@@ -39,15 +41,34 @@ struct PySampler {
   PySampler(const PySampler&) = delete;
 };
 
-// Tokens from a Python sequence or an integer numpy array; rejects other dtypes.
+// A str or os.PathLike as a filesystem path (bytes paths too, as os.fsdecode reads them).
+std::string fspath(const py::object& path) {
+  py::object p = py::module_::import("os").attr("fspath")(path);
+  if (py::isinstance<py::bytes>(p)) p = py::module_::import("os").attr("fsdecode")(p);
+  return p.cast<std::string>();
+}
+
+// Tokens from a Python sequence of ints, or anything array-like with an integer dtype: numpy
+// arrays, objects with the buffer protocol (array.array, memoryview) or __array__ / __dlpack__
+// (torch CPU tensors, ...). Rejects other dtypes, str and bytes.
 std::vector<int32_t> to_tokens(const py::handle& obj) {
   std::vector<int32_t> out;
+  if (py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) || PyByteArray_Check(obj.ptr()))
+    throw py::type_error("tokens must be integer ids (a list, array or tensor), not text or bytes: encode text with a Tokenizer first");
+  py::object as_array;
   if (py::isinstance<py::array>(obj)) {
-    auto arr = py::reinterpret_borrow<py::array>(obj);
+    as_array = py::reinterpret_borrow<py::object>(obj);
+  } else if (PyObject_CheckBuffer(obj.ptr()) || py::hasattr(obj, "__array__") || py::hasattr(obj, "__array_interface__")) {
+    as_array = py::module_::import("numpy").attr("asarray")(obj);
+  } else if (py::hasattr(obj, "__dlpack__")) {
+    as_array = py::module_::import("numpy").attr("from_dlpack")(obj);
+  }
+  if (as_array) {
+    auto arr = py::reinterpret_borrow<py::array>(as_array);
     const char kind = arr.dtype().kind();
     if (kind != 'i' && kind != 'u')
       throw py::type_error("tokens must be an integer array, got dtype " + std::string(py::str(arr.dtype())));
-    if (arr.ndim() > 1) throw py::value_error("tokens must be a 1-D array");
+    if (arr.ndim() != 1) throw py::value_error("tokens must be a 1-D array, got " + std::to_string(arr.ndim()) + " dimensions");
     auto a64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
     const auto* p = a64.data();
     for (py::ssize_t i = 0; i < a64.size(); ++i) {
@@ -185,6 +206,31 @@ struct SignalWatch {
   }
 };
 
+// For one call: the session's cancel check asks the callable of Session.set_cancel (with the
+// GIL) and, on the main thread, whether a signal is pending (Ctrl-C). A Python exception from the
+// callable stops the call and is re-raised.
+struct CancelScope {
+  dsv4::Session& s;
+  SignalWatch& watch;
+  py::object user;
+  CancelScope(PySession& ps, SignalWatch& w) : s(*ps.s), watch(w), user(ps.cancel) {
+    s.set_cancel_callback([this] {
+      if (user && !user.is_none()) {
+        py::gil_scoped_acquire gil;
+        if (py::bool_(user())) return true;  // a raised exception propagates (as error_already_set)
+      }
+      return !watch.ok();
+    });
+  }
+  ~CancelScope() {
+    s.set_cancel_callback({});
+    py::gil_scoped_acquire gil;
+    user = py::object();
+  }
+  CancelScope(const CancelScope&) = delete;
+  CancelScope& operator=(const CancelScope&) = delete;
+};
+
 py::dict result_obj(const dsv4::GenerationResult& r) {
   py::list lps;
   for (const auto& lp : r.logprobs) lps.append(logprob_obj(lp));
@@ -214,6 +260,17 @@ PYBIND11_MODULE(_dsv4, m) {
   static py::exception<dsv4::InvalidArgument> invalid_error(m, "InvalidArgument", error.ptr());
   static py::exception<dsv4::CapacityError> capacity_error(m, "CapacityError", error.ptr());
   static py::exception<dsv4::UnsupportedError> unsupported_error(m, "UnsupportedError", error.ptr());
+  static py::exception<dsv4::CancelledError> cancelled_error(m, "CancelledError", error.ptr());
+  error.attr("__doc__") = "Base of every dsv4 error (a RuntimeError); the message says what, where and what to do.";
+  io_error.attr("__doc__") = "A file could not be opened, read or mapped.";
+  format_error.attr("__doc__") = "A file is malformed (safetensors header, JSON, offsets, dtype).";
+  config_error.attr("__doc__") = "config.json lacks a key or holds an inconsistent or out-of-range value.";
+  shape_error.attr("__doc__") = "A tensor's dtype or shape differs from what the config implies.";
+  missing_error.attr("__doc__") = "A tensor the model needs is absent from the checkpoint.";
+  invalid_error.attr("__doc__") = "An argument is out of range (token id, empty input, option).";
+  capacity_error.attr("__doc__") = "A limit would be exceeded (max_context, memory); nothing was changed.";
+  unsupported_error.attr("__doc__") = "A backend, device or feature this build or machine does not have.";
+  cancelled_error.attr("__doc__") = "The session's cancel callback stopped a call; the tokens fed before that stay fed.";
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -227,10 +284,47 @@ PYBIND11_MODULE(_dsv4, m) {
         case dsv4::ErrorKind::InvalidArgument: invalid_error(e.what()); return;
         case dsv4::ErrorKind::Capacity: capacity_error(e.what()); return;
         case dsv4::ErrorKind::Unsupported: unsupported_error(e.what()); return;
+        case dsv4::ErrorKind::Cancelled: cancelled_error(e.what()); return;
       }
       error(e.what());
     }
   });
+
+  // Logging: the library's messages go to stderr (warnings and above) unless a callback is set.
+  auto parse_level = [](const std::string& name) {
+    for (int l = 0; l <= 4; ++l)
+      if (name == dsv4::log_level_name(static_cast<dsv4::LogLevel>(l))) return static_cast<dsv4::LogLevel>(l);
+    throw py::value_error("log level must be 'debug', 'info', 'warning', 'error' or 'off', got '" + name + "'");
+  };
+  m.def("set_log_callback", [](py::object fn) {
+    if (fn.is_none()) {
+      dsv4::set_log_callback({});
+      return;
+    }
+    if (!PyCallable_Check(fn.ptr())) throw py::type_error("set_log_callback takes a callable or None");
+    auto holder = std::shared_ptr<py::object>(new py::object(std::move(fn)), [](py::object* o) {
+      if (Py_IsInitialized()) {
+        py::gil_scoped_acquire gil;
+        delete o;
+      }
+    });
+    dsv4::set_log_callback([holder](dsv4::LogLevel level, std::string_view msg) {
+      if (!Py_IsInitialized()) return;
+      py::gil_scoped_acquire gil;
+      try {
+        (*holder)(dsv4::log_level_name(level), std::string(msg));
+      } catch (py::error_already_set& e) {
+        e.discard_as_unraisable("dsv4 log callback");
+      }
+    });
+  }, "fn"_a, R"doc(fn(level: str, message: str) receives the library's log messages at or above the log level
+instead of stderr ('warning' and above by default); None restores stderr. May be called from any
+thread that calls into dsv4; exceptions it raises are reported as unraisable, not propagated.)doc");
+  m.def("set_log_level", [parse_level](const std::string& level) { dsv4::set_log_level(parse_level(level)); }, "level"_a,
+        "Drop log messages below level: 'debug', 'info', 'warning' (default), 'error' or 'off'.");
+  m.def("log_level", [] { return std::string(dsv4::log_level_name(dsv4::log_level())); }, "The current log level.");
+  // The callback must not outlive the interpreter.
+  py::module_::import("atexit").attr("register")(py::cpp_function([] { dsv4::set_log_callback({}); }));
 
   m.def("backends", &dsv4::compiled_backends, "Names of the backends compiled into this library (always includes 'cpu').");
   m.def("cpu_tiers", &dsv4::cpu_kernel_tiers, "CPU kernel tiers compiled into this library, lowest first.");
@@ -253,7 +347,7 @@ cpu_tier forces a CPU kernel tier ("" = the best this CPU runs; see dsv4.cpu_tie
 A backend not built into this library, or a missing device, raises UnsupportedError.)doc")
       .def(py::init([](py::object path, const std::string& backend, int device, int threads, int64_t max_batch, std::optional<py::function> progress,
                        const std::string& cpu_tier) {
-             const std::string dir = py::module_::import("os").attr("fspath")(path).cast<std::string>();
+             const std::string dir = fspath(path);
              dsv4::LoadOptions o;
              o.backend = backend;
              o.device = device;
@@ -277,10 +371,10 @@ A backend not built into this library, or a missing device, raises UnsupportedEr
                         "weight_bytes"_a = b.weight_bytes, "buffer_bytes"_a = b.buffer_bytes, "formats"_a = b.formats, "ops"_a = b.ops,
                         "graphs"_a = b.graphs);
       }, "What the model's backend is and holds (a dict).")
-      .def_property_readonly("vocab_size", [](const PyModel& p) { return p.m->config().vocab_size; })
-      .def_property_readonly("num_layers", [](const PyModel& p) { return p.m->config().num_layers; })
-      .def_property_readonly("bos_token_id", [](const PyModel& p) { return p.m->config().bos_token_id; })
-      .def_property_readonly("eos_token_id", [](const PyModel& p) { return p.m->config().eos_token_id; })
+      .def_property_readonly("vocab_size", [](const PyModel& p) { return p.m->config().vocab_size; }, "Vocabulary size (rows of the embedding).")
+      .def_property_readonly("num_layers", [](const PyModel& p) { return p.m->config().num_layers; }, "Number of transformer layers.")
+      .def_property_readonly("bos_token_id", [](const PyModel& p) { return p.m->config().bos_token_id; }, "Beginning-of-sequence token id (config.json).")
+      .def_property_readonly("eos_token_id", [](const PyModel& p) { return p.m->config().eos_token_id; }, "End-of-sequence token id (config.json).")
       .def("summary", [](const PyModel& p) { return p.m->config().summary(); })
       .def("stats", [](const PyModel& p) {
         const auto st = p.m->stats();
@@ -290,8 +384,8 @@ A backend not built into this library, or a missing device, raises UnsupportedEr
       .def("session_state_bytes", [](const PyModel& p, int64_t ctx) { return p.m->session_state_bytes(ctx); }, "context"_a);
 
   py::class_<dsv4::SessionSnapshot>(m, "Snapshot", "A deep copy of a session's state (see Session.snapshot).")
-      .def_property_readonly("position", &dsv4::SessionSnapshot::position)
-      .def_property_readonly("nbytes", &dsv4::SessionSnapshot::bytes);
+      .def_property_readonly("position", &dsv4::SessionSnapshot::position, "Tokens the snapshot holds (the session position it was taken at).")
+      .def_property_readonly("nbytes", &dsv4::SessionSnapshot::bytes, "Bytes of state the snapshot holds.");
 
   py::class_<PySampler>(m, "Sampler", R"doc(A chain of sampling stages with a seeded RNG (xoshiro256**).
 
@@ -332,7 +426,7 @@ starts an empty chain for add_* calls. Same seed, same tokens on every run and p
       .def("add_custom", [](PySampler& s, py::function fn) -> PySampler& { s.s.add(std::make_unique<PyStage>(std::move(fn))); return s; },
            "fn"_a, "fn(ids: int32 array, logits: float32 array) edits logits in place; return None or an index to select.",
            py::return_value_policy::reference_internal)
-      .def_property_readonly("stages", [](const PySampler& s) { return s.s.stage_names(); })
+      .def_property_readonly("stages", [](const PySampler& s) { return s.s.stage_names(); }, "Names of the chain's stages, in order.")
       .def("sample", [](PySampler& s, py::array_t<float, py::array::c_style | py::array::forcecast> logits) {
              if (logits.ndim() != 1) throw py::value_error("logits must be 1-D [vocab]");
              std::span<const float> l(logits.data(), static_cast<size_t>(logits.size()));
@@ -343,7 +437,8 @@ starts an empty chain for add_* calls. Same seed, same tokens on every run and p
       .def("reset", [](PySampler& s, uint64_t seed) { s.s.reset(seed); }, "seed"_a);
 
   py::class_<dsv4::Tokenizer>(m, "Tokenizer", "Byte-level BPE from a Hugging Face tokenizer.json (thread-safe, immutable).")
-      .def(py::init([](const std::string& path) { return dsv4::Tokenizer::load(path); }), "path"_a)
+      .def(py::init([](py::object path) { return dsv4::Tokenizer::load(fspath(path)); }), "path"_a,
+           "Loads a tokenizer.json, or the one in a model directory (str or os.PathLike).")
       .def("encode", [](const dsv4::Tokenizer& t, const std::string& text, bool parse_special) { return encode_nogil(t, text, parse_special); },
            "text"_a, "parse_special"_a = true, "Token ids of text; special-token strings are recognised unless parse_special=False.")
       .def("encode", [](const dsv4::Tokenizer& t, const py::bytes& raw, bool parse_special) {
@@ -359,7 +454,7 @@ starts an empty chain for add_* calls. Same seed, same tokens on every run and p
       .def("decode_bytes", [](const dsv4::Tokenizer& t, const std::vector<int32_t>& ids) { return py::bytes(t.decode(ids)); }, "ids"_a)
       .def("token_to_id", [](const dsv4::Tokenizer& t, const std::string& s) { return t.token_to_id(s); }, "token"_a)
       .def("id_to_token", &dsv4::Tokenizer::id_to_token, "id"_a)
-      .def_property_readonly("vocab_size", &dsv4::Tokenizer::vocab_size);
+      .def_property_readonly("vocab_size", &dsv4::Tokenizer::vocab_size, "Number of token ids (base vocabulary and added tokens).");
 
   py::class_<dsv4::StreamDecoder>(m, "StreamDecoder", "Token ids in, complete UTF-8 text pieces out.")
       .def(py::init<const dsv4::Tokenizer&>(), "tokenizer"_a, py::keep_alive<1, 2>())
@@ -374,8 +469,8 @@ starts an empty chain for add_* calls. Same seed, same tokens on every run and p
       .def("encode", [](const dsv4::ChatFormat& f, const PyMessages& msgs, const std::string& think, bool gen) {
              return f.encode(to_chat(msgs), dsv4::parse_think_mode(think), gen);
            }, "messages"_a, "think"_a = "none", "add_generation_prompt"_a = true)
-      .def_property_readonly("eos_token_id", &dsv4::ChatFormat::eos)
-      .def_property_readonly("end_think_token_id", &dsv4::ChatFormat::end_think);
+      .def_property_readonly("eos_token_id", &dsv4::ChatFormat::eos, "Id of the end-of-sentence token that ends an assistant turn.")
+      .def_property_readonly("end_think_token_id", &dsv4::ChatFormat::end_think, "Id of the token that ends the reasoning part.");
 
   py::class_<PyTextStream>(m, "TextStream", R"doc(One generation's state: logits in, sampled token and text out.
 
@@ -415,12 +510,12 @@ arguments. chat=False: plain text (no reasoning split).)doc")
                             : why == "length" ? dsv4::FinishReason::Length : dsv4::FinishReason::Stop;
              return delta_obj(p.ts->end(r));
            }, "reason"_a = "cancelled", "End early (reason: cancelled, context_full, length, stop); returns the text held back.")
-      .def_property_readonly("done", [](const PyTextStream& p) { return p.ts->done(); })
-      .def_property_readonly("token", [](const PyTextStream& p) { return p.ts->token(); })
+      .def_property_readonly("done", [](const PyTextStream& p) { return p.ts->done(); }, "True once generation has finished.")
+      .def_property_readonly("token", [](const PyTextStream& p) { return p.ts->token(); }, "The last sampled token id.")
       .def_property_readonly("finish_reason", [](const PyTextStream& p) {
         return p.ts->done() ? py::object(py::str(dsv4::finish_reason_name(p.ts->finish()))) : py::object(py::none());
-      })
-      .def_property_readonly("result", [](const PyTextStream& p) { return result_obj(p.ts->result()); });
+      }, "Why generation finished (stop, length, cancelled, context_full), or None while it runs.")
+      .def_property_readonly("result", [](const PyTextStream& p) { return result_obj(p.ts->result()); }, "The whole result so far (dict as Session.chat returns).");
 
   m.def("forward_batch", [](py::list items) {
     // (session, tokens) pairs; each session locked for the call, the GIL released for the steps.
@@ -486,12 +581,29 @@ overwritten by the next call (zero-copy).)doc")
              std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
              if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
              std::span<const float> out;
-             {
+             const int64_t before = s.position();
+             SignalWatch watch;
+             try {
+               CancelScope scope(ps, watch);
                py::gil_scoped_release nogil;
                out = s.forward(toks, all ? dsv4::Logits::All : dsv4::Logits::Last);
+             } catch (const dsv4::CancelledError&) {
+               watch.raise_if_hit(py::int_(s.position() - before));  // Ctrl-C: KeyboardInterrupt, .partial = tokens fed
+               throw;
              }
              return logits_array(out, all ? -1 : 1, s.vocab_size(), copy, self);
-           }, "tokens"_a, "all"_a = false, "copy"_a = true)
+           }, "tokens"_a, "all"_a = false, "copy"_a = true,
+           R"doc(Feed tokens (a list of ints, or any 1-D integer array: numpy, array.array, torch CPU tensor) and return logits.
+
+all=False: float32 [vocab] of the last token; all=True: [n, vocab]. copy=False returns a read-only
+view into the session, overwritten by the next call. Ctrl-C (main thread) or the callable of
+set_cancel() stops between steps: KeyboardInterrupt (with .partial = tokens fed) or CancelledError;
+the tokens fed before that stay fed and the session stays usable.)doc")
+      .def("set_cancel", [](PySession& ps, py::object fn) {
+             if (!fn.is_none() && !PyCallable_Check(fn.ptr())) throw py::type_error("set_cancel takes a callable or None");
+             ps.cancel = std::move(fn);
+           }, "fn"_a,
+           "fn() -> bool is asked between the steps of forward() and before each generated token; True stops the call (None: never).")
       .def("last_logits", [](PySession& ps) {
              auto l = ps.get().last_logits();
              if (l.empty()) return py::object(py::none());
@@ -516,9 +628,13 @@ overwritten by the next call (zero-copy).)doc")
                return watch.ok();
              };
              dsv4::GenerateResult r;
-             {
+             try {
+               CancelScope scope(ps, watch);
                py::gil_scoped_release nogil;
                r = s.generate(p, sampler.s, o);
+             } catch (const dsv4::CancelledError&) {
+               watch.raise_if_hit(py::list());  // stopped inside the prompt: nothing generated
+               throw;
              }
              watch.raise_if_hit(py::cast(r.tokens));
              return r.tokens;
@@ -543,9 +659,13 @@ overwritten by the next call (zero-copy).)doc")
                return watch.ok();
              };
              dsv4::GenerationResult r;
-             {
+             try {
+               CancelScope scope(ps, watch);
                py::gil_scoped_release nogil;
                r = dsv4::generate_chat(s, tok, chat, mode, gp, cb);
+             } catch (const dsv4::CancelledError&) {
+               watch.raise_if_hit(py::none());  // stopped inside the prompt
+               throw;
              }
              watch.raise_if_hit(result_obj(r));
              return result_obj(r);
@@ -572,9 +692,13 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
                return watch.ok();
              };
              dsv4::GenerationResult r;
-             {
+             try {
+               CancelScope scope(ps, watch);
                py::gil_scoped_release nogil;
                r = dsv4::generate_text(s, tok, prompt, gp, cb);
+             } catch (const dsv4::CancelledError&) {
+               watch.raise_if_hit(py::none());  // stopped inside the prompt
+               throw;
              }
              watch.raise_if_hit(result_obj(r));
              return result_obj(r);
@@ -589,9 +713,9 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
              p->s = ps.get().fork();
              return p;
            })
-      .def_property_readonly("position", [](PySession& ps) { return ps.get().position(); })
-      .def_property_readonly("max_context", [](PySession& ps) { return ps.get().max_context(); })
-      .def_property_readonly("vocab_size", [](PySession& ps) { return ps.get().vocab_size(); })
+      .def_property_readonly("position", [](PySession& ps) { return ps.get().position(); }, "Tokens fed so far.")
+      .def_property_readonly("max_context", [](PySession& ps) { return ps.get().max_context(); }, "Cache capacity in tokens.")
+      .def_property_readonly("vocab_size", [](PySession& ps) { return ps.get().vocab_size(); }, "Length of a logits row.")
       .def("memory", [](PySession& ps) {
         const auto mem = ps.get().memory();
         return py::dict("state_bytes"_a = mem.state_bytes, "scratch_bytes"_a = mem.scratch_bytes, "logits_bytes"_a = mem.logits_bytes,
@@ -601,7 +725,7 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
         std::lock_guard<std::mutex> lk(ps.mu);
         ps.s.reset();
       }, "Release the session's memory; any later use raises ValueError.")
-      .def_property_readonly("closed", [](const PySession& ps) { return !ps.s; })
+      .def_property_readonly("closed", [](const PySession& ps) { return !ps.s; }, "True after close(): the caches are released.")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PySession& ps, py::args) {
         std::lock_guard<std::mutex> lk(ps.mu);

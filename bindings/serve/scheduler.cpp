@@ -135,11 +135,15 @@ void Scheduler::emit(Slot& s, const GenerationDelta& d) {
 void Scheduler::finish(Slot& s, const std::string& error) {
   GenerationResult r = s.ts ? s.ts->result() : GenerationResult{};
   r.prompt_tokens = static_cast<int64_t>(s.job->prompt.size());
-  s.job->finish(std::move(r), error);
-  s.job.reset();
+  std::shared_ptr<Job> job = std::move(s.job);
   s.ts.reset();
-  std::lock_guard<std::mutex> lk(mu_);
-  --stats_.active;
+  {
+    // The slot is free before the client hears the job is done: a request it sends right after
+    // the response must find the slot free, not a full queue.
+    std::lock_guard<std::mutex> lk(mu_);
+    --stats_.active;
+  }
+  job->finish(std::move(r), error);
 }
 
 // The slot's session holds logits for its last token: sample, emit, decide what comes next.

@@ -21,6 +21,7 @@ enum class ErrorKind {
   InvalidArgument,  // a caller-supplied value is out of range (token id, empty input, option)
   Capacity,         // a session limit (max_context) would be exceeded
   Unsupported,      // a backend, device or feature that this build or machine does not have
+  Cancelled,        // the host's cancel callback asked a long call to stop (Session::set_cancel_callback)
 };
 
 class DSV4_API Error : public std::runtime_error {
@@ -45,6 +46,7 @@ DSV4_DECLARE_ERROR(MissingTensorError, MissingTensor)
 DSV4_DECLARE_ERROR(InvalidArgument, InvalidArgument)
 DSV4_DECLARE_ERROR(CapacityError, Capacity)
 DSV4_DECLARE_ERROR(UnsupportedError, Unsupported)
+DSV4_DECLARE_ERROR(CancelledError, Cancelled)
 #undef DSV4_DECLARE_ERROR
 
 }  // namespace dsv4

@@ -164,6 +164,17 @@ class DSV4_API Session {
   SessionMemory memory() const;
   const Model& model() const;
 
+  // Cancellation: `cancel` is asked between the steps of forward() (one step carries at most
+  // max_batch of the call's tokens) and before each token of generate(); when it returns true,
+  // forward() throws CancelledError and generate() returns with StopReason::Cancelled. The tokens
+  // fed before that stay fed: position() says how many, and last_logits() holds the logits of
+  // the last one, so the session is consistent and usable (a long prompt can be resumed by
+  // feeding the rest). Called on the thread that made the call. An exception it throws stops the
+  // call the same way and is rethrown instead of CancelledError. Empty: no checks (the default).
+  // forward_batch() does not ask it.
+  using CancelCallback = std::function<bool()>;
+  void set_cancel_callback(CancelCallback cancel);
+
   // Debugging aid: called with (stage, data, rows, width). Stage 0 = embedding streams
   // [rows, hc_mult·D]; stage k = streams after layer k-1; stage num_layers+1 = the final
   // normalised hidden state [rows, D] (only for the rows whose logits are computed).

@@ -24,7 +24,8 @@ namespace dsv4 {
 
 class DSV4_API Tokenizer {
  public:
-  static Tokenizer load(const std::filesystem::path& tokenizer_json);
+  // `path`: a tokenizer.json file, or a model directory holding one.
+  static Tokenizer load(const std::filesystem::path& path);
   static Tokenizer from_json(std::string_view json_text, const std::string& source = "tokenizer.json");
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;

@@ -53,6 +53,7 @@ dsv4_status status_of(dsv4::ErrorKind k) {
     case dsv4::ErrorKind::InvalidArgument: return DSV4_ERR_INVALID_ARGUMENT;
     case dsv4::ErrorKind::Capacity: return DSV4_ERR_CAPACITY;
     case dsv4::ErrorKind::Unsupported: return DSV4_ERR_UNSUPPORTED;
+    case dsv4::ErrorKind::Cancelled: return DSV4_ERR_CANCELLED;
   }
   return DSV4_ERR_INTERNAL;
 }
@@ -133,7 +134,22 @@ const char* dsv4_status_name(dsv4_status s) {
   return "DSV4_ERR_UNKNOWN";
 }
 
-void dsv4_set_log_callback(dsv4_log_fn cb, void* user_data) { dsv4::set_log_callback(cb, user_data); }
+void dsv4_set_log_callback(dsv4_log_fn cb, void* user_data) {
+  if (cb == nullptr) {
+    dsv4::set_log_callback({});
+    return;
+  }
+  dsv4::set_log_callback([cb, user_data](dsv4::LogLevel level, std::string_view message) {
+    const std::string text(message);  // NUL-terminated for C
+    cb(static_cast<int>(level), text.c_str(), user_data);
+  });
+}
+
+dsv4_status dsv4_set_log_level(int level) {
+  DSV4_REQUIRE(level >= 0 && level <= 4, "log level must be 0 (debug) .. 3 (error) or 4 (off)");
+  dsv4::set_log_level(static_cast<dsv4::LogLevel>(level));
+  return DSV4_OK;
+}
 
 dsv4_load_params dsv4_load_default_params(void) {
   dsv4_load_params p;
@@ -215,6 +231,16 @@ dsv4_status dsv4_session_forward(dsv4_session* s, const int32_t* tokens, size_t 
     auto out = s->s->forward({tokens, n}, all_logits ? dsv4::Logits::All : dsv4::Logits::Last);
     *logits = out.data();
     *n_floats = out.size();
+  });
+}
+
+dsv4_status dsv4_session_set_cancel(dsv4_session* s, dsv4_cancel_fn cancel, void* user_data) {
+  DSV4_REQUIRE(s != nullptr, "session must not be NULL");
+  return guard([&] {
+    if (cancel == nullptr)
+      s->s->set_cancel_callback({});
+    else
+      s->s->set_cancel_callback([cancel, user_data] { return cancel(user_data) != 0; });
   });
 }
 
@@ -381,7 +407,7 @@ dsv4_status dsv4_session_generate(dsv4_session* s, dsv4_sampler* smp, const int3
   if (st != DSV4_OK) return st;
   std::copy(r.tokens.begin(), r.tokens.end(), out);
   *n_out = r.tokens.size();
-  if (r.reason == dsv4::StopReason::Cancelled) return fail(DSV4_ERR_CANCELLED, "generation cancelled by the on_token callback");
+  if (r.reason == dsv4::StopReason::Cancelled) return fail(DSV4_ERR_CANCELLED, "generation cancelled (by on_token or the session's cancel callback)");
   return DSV4_OK;
 }
 

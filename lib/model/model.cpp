@@ -1,4 +1,6 @@
 #include <filesystem>
+#include <string>
+#include <thread>
 
 #include "backend/backend.hpp"
 #include "model/model_impl.hpp"
@@ -22,6 +24,16 @@ std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, std::uniq
   report(o, 0.6, "binding weights to the backend");
   if (!backend) backend = make_backend(o);
   impl->engine = std::make_unique<Engine>(impl->cfg, impl->w, std::move(backend), o.max_batch);
+  const unsigned hw = std::thread::hardware_concurrency();
+  if (o.threads > 0 && hw > 0 && static_cast<unsigned>(o.threads) > hw)
+    log(LogLevel::Warning, std::to_string(o.threads) + " worker threads requested but this machine has " + std::to_string(hw) +
+                               " hardware threads: expect slower steps than with " + std::to_string(hw));
+  if (log_enabled(LogLevel::Info)) {
+    const BackendInfo b = impl->engine->backend().info();
+    log(LogLevel::Info, "backend " + b.name + ":" + std::to_string(b.device) + " (" + b.device_name +
+                            (b.kernel_tier.empty() ? "" : ", kernels " + b.kernel_tier) +
+                            (b.threads > 0 ? ", " + std::to_string(b.threads) + " threads" : "") + ")");
+  }
   report(o, 1.0, "ready");
   return ModelAccess::wrap(std::move(impl));
 }

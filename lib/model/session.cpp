@@ -22,6 +22,7 @@ struct Session::Impl {
   int64_t pos = 0;
   StepObserver observer;
   Profile prof;
+  std::function<bool()> cancel;
 
   Impl(std::shared_ptr<const Model> mdl, SessionOptions o)
       : model(std::move(mdl)), m(model_impl(*model)), c(m.cfg), engine(model_engine(*model)), opt(o) {
@@ -58,6 +59,7 @@ struct Session::Impl {
     it.logits = all ? logits.data() : nullptr;
     it.last = last.data();
     it.threads = opt.threads;
+    it.cancel = cancel ? &cancel : nullptr;
     return it;
   }
 
@@ -68,8 +70,13 @@ struct Session::Impl {
     if (all && logits.size() < static_cast<size_t>(n * V)) logits.resize(static_cast<size_t>(n * V));
     StepItem it = item(tokens, all);
     engine.run({&it, 1}, opt.profile ? &prof : nullptr, observer ? &observer : nullptr);
-    pos += n;
+    pos += it.done;
     has_last = true;
+    if (it.cancel_error) std::rethrow_exception(it.cancel_error);
+    if (it.cancelled)
+      throw CancelledError("forward cancelled by the cancel callback after " + std::to_string(it.done) + " of " +
+                           std::to_string(n) + " tokens (they stay fed: the session is at position " + std::to_string(pos) +
+                           ")");
     if (all) return {logits.data(), static_cast<size_t>(n * V)};
     return {last.data(), last.size()};
   }
@@ -94,6 +101,7 @@ int64_t Session::max_context() const { return impl_->opt.max_context; }
 int64_t Session::vocab_size() const { return impl_->c.vocab_size; }
 const Model& Session::model() const { return *impl_->model; }
 void Session::set_observer(Observer obs) { impl_->observer = std::move(obs); }
+void Session::set_cancel_callback(CancelCallback cancel) { impl_->cancel = std::move(cancel); }
 
 SessionMemory Session::memory() const {
   SessionMemory mem;
@@ -149,6 +157,7 @@ void forward_batch(std::span<const BatchItem> items) {
   for (const BatchItem& b : items) {
     Session::Impl& s = SessionAccess::impl(*b.session);
     steps.push_back(s.item(b.tokens, false));
+    steps.back().cancel = nullptr;  // a batch runs to the end: its sessions' cancel callbacks are not asked
     if (prof == nullptr && s.opt.profile) prof = &s.prof;
   }
   engine.run(steps, prof, nullptr);
@@ -315,6 +324,10 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, Sampler& sampl
   // At most what the context can still hold (max_tokens may be "unlimited", 2^31 - 1).
   r.tokens.reserve(static_cast<size_t>(std::min<int64_t>(o.max_tokens, max_context() - position() + 1)));
   for (int i = 0; i < o.max_tokens; ++i) {
+    if (i > 0 && impl_->cancel && impl_->cancel()) {  // a throw from it leaves the session consistent: nothing is mid-step
+      r.reason = StopReason::Cancelled;
+      return r;
+    }
     if (i > 0) {
       if (position() >= max_context()) {
         r.reason = StopReason::ContextFull;

@@ -43,6 +43,11 @@ void Engine::run(std::span<StepItem> items, Profile* prof, const StepObserver* o
   std::lock_guard<std::mutex> lk(mu_);
   const int64_t V = c_.vocab_size;
   done_.assign(items.size(), 0);
+  for (StepItem& it : items) {
+    it.done = 0;
+    it.cancelled = false;
+    it.cancel_error = nullptr;
+  }
   for (;;) {
     // Which sequences this step carries and how many rows of each: items in order, each at most
     // its chunk, until the step is full.
@@ -53,11 +58,24 @@ void Engine::run(std::span<StepItem> items, Profile* prof, const StepObserver* o
     for (size_t i = 0; i < items.size() && rows < max_rows_; ++i) {
       const StepItem& it = items[i];
       const int64_t left = static_cast<int64_t>(it.tokens.size()) - done_[i];
-      if (left <= 0) continue;
+      if (left <= 0 || it.cancelled) continue;
+      if (it.cancel != nullptr && done_[i] > 0) {
+        bool stop = false;
+        try {
+          stop = (*it.cancel)();
+        } catch (...) {
+          items[i].cancel_error = std::current_exception();
+          stop = true;
+        }
+        if (stop) {
+          items[i].cancelled = true;
+          continue;
+        }
+      }
       const int64_t n = std::min({left, std::max<int64_t>(it.chunk, 1), max_rows_ - rows});
       take_.emplace_back(static_cast<int32_t>(i), n);
       rows += n;
-      outs += it.all_logits ? n : (n == left ? 1 : 0);
+      outs += it.all_logits ? n : ((n == left || it.cancel != nullptr) ? 1 : 0);
       unlimited |= it.threads <= 0;
       limit = std::max(limit, it.threads);
     }
@@ -86,7 +104,7 @@ void Engine::run(std::span<StepItem> items, Profile* prof, const StepObserver* o
           out[step_.outs++] = static_cast<int32_t>(row0 + r);
           dest_.emplace_back(it.logits + (d + r) * V, i);
         }
-      } else if (finishes) {
+      } else if (finishes || it.cancel != nullptr) {
         out[step_.outs++] = static_cast<int32_t>(row0 + n - 1);
         dest_.emplace_back(it.last, i);
       }
@@ -100,7 +118,8 @@ void Engine::run(std::span<StepItem> items, Profile* prof, const StepObserver* o
     for (const auto& [i, n] : take_) {
       StepItem& it = items[static_cast<size_t>(i)];
       done_[static_cast<size_t>(i)] += n;
-      if (it.all_logits && done_[static_cast<size_t>(i)] == static_cast<int64_t>(it.tokens.size()))
+      it.done = done_[static_cast<size_t>(i)];
+      if (it.all_logits && (it.cancel != nullptr || done_[static_cast<size_t>(i)] == static_cast<int64_t>(it.tokens.size())))
         // The last row once more into `last`: a second download of the same backend row.
         for (size_t k = 0; k < dest_.size(); ++k)
           if (dest_[k].second == i && dest_[k].first == it.logits + (done_[static_cast<size_t>(i)] - 1) * V)

@@ -6,6 +6,8 @@
 // the backend), so N sessions on N threads are correct and share the backend's threads instead of
 // multiplying them. SequenceState objects are owned by their sessions.
 #pragma once
+#include <exception>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -47,6 +49,13 @@ struct StepItem {
   float* logits = nullptr;            // host [tokens, vocab] (all_logits)
   float* last = nullptr;              // host [vocab]: the last token's logits (always written)
   int threads = 0;                    // its session's thread limit (0: all)
+  // Asked before each of its steps after the first; true: the item stops there. Every step of an
+  // item with a cancel check writes its last row's logits into `last`, so a cancelled item is
+  // left consistent: `done` rows fed, `last` = the logits of row done-1.
+  const std::function<bool()>* cancel = nullptr;
+  int64_t done = 0;                   // out: rows fed
+  bool cancelled = false;             // out
+  std::exception_ptr cancel_error;    // out: what the cancel check threw (it then counts as cancelled)
 };
 
 class Engine {

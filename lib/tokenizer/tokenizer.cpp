@@ -49,7 +49,9 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-Tokenizer Tokenizer::load(const std::filesystem::path& path) {
+Tokenizer Tokenizer::load(const std::filesystem::path& given) {
+  std::error_code ec;
+  const std::filesystem::path path = std::filesystem::is_directory(given, ec) ? given / "tokenizer.json" : given;
   std::ifstream f(path, std::ios::binary);
   if (!f) throw IoError("cannot open tokenizer " + path.string() + ": no such file or not readable");
   std::stringstream ss;

@@ -1,10 +1,11 @@
-// Library-internal logging: messages go to the host's callback (C ABI dsv4_set_log_callback), or nowhere.
+// Library-internal logging through the public sink (dsv4/log.hpp).
 #pragma once
 #include <string>
 
+#include "dsv4/log.hpp"
+
 namespace dsv4 {
-enum class LogLevel { Debug = 0, Info = 1, Warning = 2, Error = 3 };
-using LogFn = void (*)(int level, const char* message, void* user_data);
-void set_log_callback(LogFn fn, void* user_data);
+// Whether a message at `level` would go anywhere (to skip building it).
+bool log_enabled(LogLevel level);
 void log(LogLevel level, const std::string& message);
 }  // namespace dsv4

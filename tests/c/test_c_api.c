@@ -54,6 +54,18 @@ static int cancel_after_3(int32_t token, void* user_data) {
   return ++*n < 3;
 }
 
+static int cancel_second_ask(void* user_data) {
+  int* n = (int*)user_data;
+  return ++*n == 2;
+}
+
+static int g_log_lines = 0, g_log_info = 0;
+static void count_log(int level, const char* message, void* user_data) {
+  (void)user_data;
+  ++g_log_lines;
+  if (level == 1 && strstr(message, "loaded") != NULL) ++g_log_info;
+}
+
 static void count_progress(double fraction, const char* stage, void* user_data) {
   int* n = (int*)user_data;
   if (fraction >= 0.0 && fraction <= 1.0 && stage != NULL && stage[0] != 0) ++*n;
@@ -213,6 +225,45 @@ int main(int argc, char** argv) {
     dsv4_session_free(a);
     dsv4_session_free(b);
     dsv4_model_free(m2);
+  }
+
+  /* Cancelling a long forward: it stops between steps with DSV4_ERR_CANCELLED, keeps the tokens it
+   * fed, and the session goes on from there. */
+  {
+    dsv4_session_params sp = dsv4_session_default_params();
+    dsv4_session* c = NULL;
+    int asked = 0;
+    sp.max_batch = 8;
+    EXPECT(dsv4_session_create(model, &sp, &c) == DSV4_OK);
+    EXPECT(dsv4_session_set_cancel(c, cancel_second_ask, &asked) == DSV4_OK);
+    EXPECT(dsv4_session_forward(c, ids, 40, 0, &logits, &n) == DSV4_ERR_CANCELLED);
+    EXPECT(dsv4_session_position(c) == 16);
+    EXPECT(dsv4_session_last_logits(c, &logits, &n) == DSV4_OK && n == V);
+    EXPECT(rel_err(logits, golden + 15 * V, V) < 1e-4);
+    EXPECT(dsv4_session_set_cancel(c, NULL, NULL) == DSV4_OK);
+    EXPECT(dsv4_session_forward(c, ids + 16, 24, 0, &logits, &n) == DSV4_OK);
+    EXPECT(rel_err(logits, golden + 39 * V, V) < 1e-4);
+    EXPECT(dsv4_session_set_cancel(NULL, NULL, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+    dsv4_session_free(c);
+  }
+
+  /* Logging: a callback receives messages at or above the level; NULL restores stderr. */
+  {
+    dsv4_model* m3 = NULL;
+    EXPECT(dsv4_set_log_level(7) == DSV4_ERR_INVALID_ARGUMENT);
+    EXPECT(dsv4_set_log_level(1) == DSV4_OK);
+    dsv4_set_log_callback(count_log, NULL);
+    EXPECT(dsv4_model_load(argv[1], &m3) == DSV4_OK);
+    EXPECT(g_log_info >= 1);
+    EXPECT(dsv4_set_log_level(4) == DSV4_OK);
+    g_log_lines = 0;
+    dsv4_model_free(m3);
+    m3 = NULL;
+    EXPECT(dsv4_model_load(argv[1], &m3) == DSV4_OK);
+    EXPECT(g_log_lines == 0);
+    dsv4_set_log_callback(NULL, NULL);
+    EXPECT(dsv4_set_log_level(2) == DSV4_OK);
+    dsv4_model_free(m3);
   }
 
   dsv4_snapshot_free(snap);

@@ -227,8 +227,12 @@ def test_api_key_and_a_full_queue():
         c.request("POST", "/v1/completions", body=json.dumps({"prompt": PROMPT, "max_tokens": 100000, "stream": True}),
                   headers={"Content-Type": "application/json", **auth})
         r1 = c.getresponse()
-        while not r1.readline().startswith(b"data:"):  # a token has come: the request holds the slot
-            pass
+        assert r1.status == 200, r1.read()
+        while True:  # until a token has come: the request then holds the slot
+            line = r1.readline()
+            assert line, "the stream ended before its first token"
+            if line.startswith(b"data:"):
+                break
         st, r = s.request("POST", "/v1/completions", {"prompt": PROMPT, "max_tokens": 2}, headers=auth)
         assert st == 503 and r["error"]["code"] == "server_overloaded"
         c.close()

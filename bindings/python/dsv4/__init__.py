@@ -11,6 +11,7 @@ Serving several sequences: dsv4.forward_batch([(session_a, tokens_a), (session_b
 returns each session's last-token logits, computed in shared steps.
 """
 from ._dsv4 import (  # noqa: F401
+    CancelledError,
     CapacityError,
     ChatFormat,
     StreamDecoder,
@@ -34,6 +35,9 @@ from ._dsv4 import (  # noqa: F401
     cpu_tiers,
     devices,
     forward_batch,
+    log_level,
+    set_log_callback,
+    set_log_level,
 )
 
 
