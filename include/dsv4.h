@@ -187,6 +187,13 @@ DSV4_C_API dsv4_status dsv4_session_snapshot(const dsv4_session* session, dsv4_s
 DSV4_C_API dsv4_status dsv4_session_restore(dsv4_session* session, const dsv4_snapshot* snap);
 DSV4_C_API dsv4_status dsv4_session_fork(const dsv4_session* session, dsv4_session** out);
 DSV4_C_API int64_t dsv4_snapshot_position(const dsv4_snapshot* snap);
+/* The session's state in a file (versioned, checked against the model on load; see
+ * Session::save_state in dsv4/model.hpp). metadata[metadata_len] is stored with it (may be NULL/0).
+ * load: a missing, corrupted or foreign file fails (IO / FORMAT / INVALID_ARGUMENT / CAPACITY)
+ * and the session is unchanged. */
+DSV4_C_API dsv4_status dsv4_session_save_state(const dsv4_session* session, const char* path, const void* metadata,
+                                               size_t metadata_len);
+DSV4_C_API dsv4_status dsv4_session_load_state(dsv4_session* session, const char* path);
 DSV4_C_API void dsv4_snapshot_free(dsv4_snapshot* snap);
 
 /* ---- sampler ---- */

@@ -708,6 +708,28 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
       .def("reset", [](PySession& ps) { ps.get().reset(); })
       .def("snapshot", [](PySession& ps) { return ps.get().snapshot(); })
       .def("restore", [](PySession& ps, const dsv4::SessionSnapshot& snap) { ps.get().restore(snap); }, "snapshot"_a)
+      .def("save_state", [](PySession& ps, py::object path, py::bytes metadata) {
+             const std::string p = fspath(path), md = metadata;
+             dsv4::Session& s = ps.get();
+             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
+             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             py::gil_scoped_release nogil;
+             s.save_state(p, md);
+           }, "path"_a, "metadata"_a = py::bytes(),
+           "Write the session's state (position, caches, last logits) and optional metadata bytes to a file.")
+      .def("load_state", [](PySession& ps, py::object path) {
+             const std::string p = fspath(path);
+             dsv4::Session& s = ps.get();
+             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
+             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             std::string md;
+             {
+               py::gil_scoped_release nogil;
+               md = s.load_state(p);
+             }
+             return py::bytes(md);
+           }, "path"_a,
+           "Read a state file written by save_state() for this model; returns its metadata bytes. A bad file raises and changes nothing.")
       .def("fork", [](PySession& ps) {
              auto p = std::make_unique<PySession>();
              p->s = ps.get().fork();

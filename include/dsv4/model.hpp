@@ -32,6 +32,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dsv4/backend.hpp"
@@ -156,6 +157,16 @@ class DSV4_API Session {
   SessionSnapshot snapshot() const;
   void restore(const SessionSnapshot& snap);
   std::unique_ptr<Session> fork() const;
+
+  // The state on disk: save_state() writes position, caches and last logits to `file` (a
+  // versioned little-endian format with a fingerprint of the model's weights and a checksum;
+  // written to file.tmp, then renamed). load_state() reads such a file into this session, of the
+  // same model, with max_context at least its position. A missing, truncated, corrupted or
+  // foreign file throws IoError / FormatError / InvalidArgument (another model) / CapacityError,
+  // and the session is unchanged. `metadata` is stored with the state, opaque to the library, and
+  // returned by load_state() (e.g. the token ids the state holds, to reuse a prompt prefix).
+  void save_state(const std::filesystem::path& file, std::string_view metadata = {}) const;
+  std::string load_state(const std::filesystem::path& file);
 
   int64_t position() const;      // tokens consumed so far
   int64_t max_context() const;

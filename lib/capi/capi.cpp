@@ -234,6 +234,17 @@ dsv4_status dsv4_session_forward(dsv4_session* s, const int32_t* tokens, size_t 
   });
 }
 
+dsv4_status dsv4_session_save_state(const dsv4_session* s, const char* path, const void* metadata, size_t metadata_len) {
+  DSV4_REQUIRE(s != nullptr && path != nullptr, "session and path must not be NULL");
+  DSV4_REQUIRE(metadata != nullptr || metadata_len == 0, "metadata is NULL");
+  return guard([&] { s->s->save_state(path, {static_cast<const char*>(metadata), metadata_len}); });
+}
+
+dsv4_status dsv4_session_load_state(dsv4_session* s, const char* path) {
+  DSV4_REQUIRE(s != nullptr && path != nullptr, "session and path must not be NULL");
+  return guard([&] { (void)s->s->load_state(path); });
+}
+
 dsv4_status dsv4_session_set_cancel(dsv4_session* s, dsv4_cancel_fn cancel, void* user_data) {
   DSV4_REQUIRE(s != nullptr, "session must not be NULL");
   return guard([&] {

@@ -172,29 +172,6 @@ Session::Impl& SessionAccess::impl(Session& s) { return *s.impl_; }
 const Session::Impl& SessionAccess::impl(const Session& s) { return *s.impl_; }
 
 // ---- snapshots ----
-struct SessionSnapshot::Data {
-  const Model* model = nullptr;
-  int64_t pos = 0;
-  std::vector<float> last;
-  struct Comp {
-    std::vector<float> pend_kv, pend_g, prev_kv, prev_g, entries;
-  };
-  struct Layer {
-    std::vector<float> ring;
-    Comp comp, index;
-  };
-  std::vector<Layer> layers;
-  uint64_t bytes() const {
-    uint64_t b = last.size() * 4;
-    for (const auto& l : layers) {
-      b += l.ring.size() * 4;
-      for (const Comp* c : {&l.comp, &l.index})
-        b += (c->pend_kv.size() + c->pend_g.size() + c->prev_kv.size() + c->prev_g.size() + c->entries.size()) * 4;
-    }
-    return b;
-  }
-};
-
 int64_t SessionSnapshot::position() const { return d_->pos; }
 uint64_t SessionSnapshot::bytes() const { return d_->bytes(); }
 
@@ -272,6 +249,28 @@ void Session::restore(const SessionSnapshot& snap) {
   s.pos = d.pos;
   s.has_last = !d.last.empty();
   if (s.has_last) s.last = d.last;
+}
+
+void Session::save_state(const std::filesystem::path& file, std::string_view metadata) const {
+  write_state_file(file, snapshot().data(), *impl_->model, metadata);
+}
+
+std::string Session::load_state(const std::filesystem::path& file) {
+  Impl& s = *impl_;
+  std::string metadata;
+  auto d = std::make_shared<SessionSnapshot::Data>(read_state_file(file, *s.model, [&](int64_t pos) {
+    if (pos > s.opt.max_context)
+      throw CapacityError("session state " + file.string() + " holds " + std::to_string(pos) + " tokens; this session's max_context is " +
+                          std::to_string(s.opt.max_context) + " (raise SessionOptions::max_context)");
+    SessionSnapshot::Data shape;
+    shape.layers.resize(static_cast<size_t>(s.c.num_layers));
+    each_part(*s.seq, pos, [&](size_t l, int which, const float*, size_t n) { part_of(shape, l, which).resize(n); });
+    std::vector<uint64_t> sizes;
+    SessionSnapshot::Data::each_vector(shape, [&](const std::vector<float>& v) { sizes.push_back(v.size()); });
+    return sizes;
+  }, &metadata));
+  restore(SessionSnapshot(std::move(d)));
+  return metadata;
 }
 
 std::unique_ptr<Session> Session::fork() const {

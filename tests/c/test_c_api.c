@@ -247,6 +247,26 @@ int main(int argc, char** argv) {
     dsv4_session_free(c);
   }
 
+  /* Session state to a file and back. */
+  {
+    dsv4_session* c = NULL;
+    char file[4200];
+    snprintf(file, sizeof file, "%s/dsv4_c_state_%ld.dsv4s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)V);
+    EXPECT(dsv4_session_create(model, NULL, &c) == DSV4_OK);
+    EXPECT(dsv4_session_forward(c, ids, 20, 0, &logits, &n) == DSV4_OK);
+    EXPECT(dsv4_session_save_state(c, file, "ids", 3) == DSV4_OK);
+    EXPECT(dsv4_session_reset(c) == DSV4_OK);
+    EXPECT(dsv4_session_load_state(c, file) == DSV4_OK);
+    EXPECT(dsv4_session_position(c) == 20);
+    EXPECT(dsv4_session_forward(c, ids + 20, 20, 0, &logits, &n) == DSV4_OK);
+    EXPECT(rel_err(logits, golden + 39 * V, V) < 1e-4);
+    EXPECT(dsv4_session_load_state(c, "/nonexistent/dsv4.state") == DSV4_ERR_IO);
+    EXPECT(dsv4_session_position(c) == 40);
+    EXPECT(dsv4_session_save_state(c, NULL, NULL, 0) == DSV4_ERR_INVALID_ARGUMENT);
+    remove(file);
+    dsv4_session_free(c);
+  }
+
   /* Logging: a callback receives messages at or above the level; NULL restores stderr. */
   {
     dsv4_model* m3 = NULL;

@@ -125,3 +125,19 @@ def test_every_public_object_has_a_docstring_and_the_stub_names_it():
                     missing_stub.append(f"{name}.{attr}")
     assert not missing_doc, missing_doc
     assert not missing_stub, missing_stub
+
+
+def test_state_file_round_trip(model, tmp_path):
+    ids = list(range(1, 41))
+    a = dsv4.Session(model)
+    a.forward(ids[:25])
+    a.save_state(tmp_path / "s.dsv4s", metadata=b"25 tokens")
+    want = a.forward(ids[25:])
+    b = dsv4.Session(model)
+    assert b.load_state(str(tmp_path / "s.dsv4s")) == b"25 tokens"
+    assert b.position == 25
+    assert np.allclose(b.forward(ids[25:]), want, rtol=0, atol=1e-6)
+    (tmp_path / "bad").write_bytes(b"DSV4SESS" + b"\0" * 40)
+    with pytest.raises(dsv4.FormatError):
+        b.load_state(tmp_path / "bad")
+    assert b.position == 40
