@@ -1,26 +1,82 @@
 #include "args.hpp"
 
+#include <CLI/CLI.hpp>
+
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
 
 namespace dsv4::cli {
 
-Args::Args(int argc, char** argv, int first, const std::set<std::string>& valued, const std::set<std::string>& switches,
-           const std::map<std::string, std::string>& aliases) {
-  for (int i = first; i < argc; ++i) {
-    std::string a = argv[i];
-    auto al = aliases.find(a);
-    if (al != aliases.end()) a = al->second;
-    if (switches.count(a)) {
-      values_.insert_or_assign(a, std::string(1, '1'));
-    } else if (valued.count(a)) {
-      if (i + 1 >= argc) throw UsageError("option " + a + " needs a value");
-      values_[a] = argv[++i];
-    } else {
-      throw UsageError("unknown option '" + a + "'");
+namespace {
+std::string long_name(const std::string& names) {
+  size_t p = names.rfind("--");
+  if (p == std::string::npos) throw std::logic_error("option without a long name: " + names);
+  return names.substr(p);
+}
+}  // namespace
+
+std::vector<Opt> model_opts() {
+  return {{"-m,--model", "model directory (config.json, safetensors, tokenizer.json)", "$DSV4_MODEL or the demo model", false, "DIR"},
+          {"--tokenizer", "tokenizer.json (or a directory holding one) instead of the model's", "", false, "FILE"}};
+}
+
+std::vector<Opt> backend_opts() {
+  return {{"--backend", "compute backend: cpu, or cuda where built", "cpu", false, "NAME"},
+          {"--device", "device index of the backend", "0", false, "N"},
+          {"--threads", "worker threads (a warning when above the hardware threads)", "one per hardware thread", false, "N"},
+          {"--cpu-tier", "force a lower CPU kernel tier: portable, avx2, avx512, avx512vnni (x86-64); neon, neondot (AArch64)",
+           "the best this CPU runs", false, "NAME"}};
+}
+
+std::vector<Opt> sampling_opts() {
+  return {{"--greedy", "always take the most likely token (temperature 0)", "", true, ""},
+          {"--temperature", "sampling temperature (<= 0: greedy)", "1.0", false, "T"},
+          {"--top-k", "keep the K most likely tokens (0: off)", "0", false, "K"},
+          {"--top-p", "keep the smallest set with probability >= P (1: off)", "1.0", false, "P"},
+          {"--min-p", "drop tokens below P x the best one's probability (0: off)", "0.0", false, "P"},
+          {"--repetition-penalty", "penalty for tokens seen recently (1: off)", "1.0", false, "R"},
+          {"--seed", "random seed (-1: a random one, printed to stderr)", "0", false, "S"}};
+}
+
+Args::Args(const std::string& command, const std::string& description, int argc, char** argv,
+           const std::vector<std::vector<Opt>>& groups) {
+  CLI::App app(description, "dsv4 " + command);
+  app.set_help_flag("-h,--help", "print this help and exit");
+  app.get_formatter()->column_width(34);
+  std::map<std::string, std::string> raw;
+  struct Seen {
+    std::string key;
+    CLI::Option* opt;
+    bool flag;
+  };
+  std::vector<Seen> opts;
+  for (const auto& group : groups)
+    for (const Opt& o : group) {
+      const std::string key = long_name(o.names);
+      CLI::Option* opt = nullptr;
+      if (o.flag) {
+        opt = app.add_flag(o.names, o.help);
+      } else {
+        opt = app.add_option(o.names, raw[key], o.help);
+        opt->type_name(o.value_name.empty() ? "VALUE" : o.value_name);
+        opt->allow_extra_args(false);
+        if (!o.dflt.empty()) opt->default_str(o.dflt);
+      }
+      opts.push_back({key, opt, o.flag});
     }
+  // CLI11 wants the arguments without the program and command names, in reverse order.
+  std::vector<std::string> args;
+  for (int i = argc - 1; i >= 2; --i) args.emplace_back(argv[i]);
+  try {
+    app.parse(args);
+  } catch (const CLI::CallForHelp&) {
+    throw HelpRequested{app.help()};
+  } catch (const CLI::ParseError& e) {
+    throw UsageError(e.what());
   }
+  for (const Seen& o : opts)
+    if (o.opt->count() > 0) values_[o.key] = o.flag ? std::string("1") : raw[o.key];
 }
 
 std::optional<std::string> Args::get(const std::string& flag) const {

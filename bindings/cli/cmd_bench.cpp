@@ -152,8 +152,20 @@ double peak_rss_gib() {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--preset", "--config", "--layers", "--backend", "--device", "--cpu-tier", "--contexts", "--prompts", "--threads", "--steps", "--seed", "--max-batch", "--batch"},
-         {"--json", "--skip-ceilings"}, {});
+  Args a("bench", "Decode and prefill speed of synthetic V4 layers (random weights at real dimensions), with the ceilings "
+         "measured in the same run.", argc, argv,
+         {{{"--preset", "model dimensions: flash or pro", "flash", false, "NAME"},
+           {"--config", "a config.json to take the dimensions from instead", "", false, "FILE"},
+           {"--layers", "number of layers to build", "4", false, "N"},
+           {"--contexts", "decode context lengths", "1024,16384,65536", false, "LIST"},
+           {"--prompts", "prefill prompt lengths", "512,4096", false, "LIST"},
+           {"--batch", "batched decode sizes (sessions per step)", "", false, "LIST"},
+           {"--steps", "decode steps timed per context", "8", false, "N"},
+           {"--seed", "seed of the random weights", "1", false, "S"},
+           {"--max-batch", "most rows per step", "512", false, "N"},
+           {"--json", "print the results as JSON", "", true, ""},
+           {"--skip-ceilings", "do not measure the bandwidth and FMA ceilings", "", true, ""}},
+          backend_opts()});
   if (a.has("--preset") && a.has("--config")) throw UsageError("give --preset or --config, not both");
   const int64_t layers = a.get_int("--layers", 4);
   if (layers <= 0) throw UsageError("--layers must be positive");

@@ -10,6 +10,8 @@
 #include <sstream>
 
 #include "common.hpp"
+#include "dsv4/log.hpp"
+#include "terminal.hpp"
 #include "dsv4/model.hpp"
 #include "npy.hpp"
 
@@ -41,6 +43,8 @@ LoadOptions load_options(const Args& a) {
   o.cpu_tier = a.get("--cpu-tier").value_or("");
   if (o.device < 0) throw UsageError("--device must be >= 0");
   if (o.threads < 0) throw UsageError("--threads must be >= 0");
+  o.progress = load_progress();
+  if (a.has("--verbose")) set_log_level(LogLevel::Info);
   return o;
 }
 
@@ -61,7 +65,10 @@ std::string model_dir(const Args& a) {
 }
 
 int cmd_info(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--model", "--context", "--backend", "--device", "--cpu-tier", "--threads"}, {}, {{"-m", "--model"}});
+  Args a("info", "Config summary, parameters and bytes by dtype, backends and devices, memory at a context length.", argc, argv,
+         {{{"-m,--model", "model directory", "$DSV4_MODEL or the demo model", false, "DIR"},
+           {"--context", "context length for the memory estimate", "65536", false, "N"}},
+          backend_opts()});
   std::cout << "backends compiled in:";
   for (const auto& b : dsv4::compiled_backends()) std::cout << " " << b;
   std::cout << "\nCPU kernel tiers compiled in:";
@@ -131,8 +138,14 @@ std::vector<int32_t> read_ids(const Args& a) {
 }
 
 int cmd_logits(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--model", "--ids", "--ids-file", "--output", "--chunks", "--threads", "--max-context", "--backend", "--device", "--cpu-tier"}, {},
-         {{"-m", "--model"}, {"-o", "--output"}});
+  Args a("logits", "Raw float32 logits of token ids as a .npy file [n_tokens, vocab].", argc, argv,
+         {{{"-m,--model", "model directory", "$DSV4_MODEL or the demo model", false, "DIR"},
+           {"--ids", "token ids, comma-separated", "", false, "LIST"},
+           {"--ids-file", "a file of token ids (whitespace or comma separated)", "", false, "FILE"},
+           {"-o,--output", "output .npy file (required)", "", false, "FILE"},
+           {"--chunks", "feed the prompt in pieces of these sizes, the rest one token at a time", "all at once", false, "LIST"},
+           {"--max-context", "session max_context", "max(tokens, 16384)", false, "N"}},
+          backend_opts()});
   const std::string out_path = require(a, "--output");
   const auto ids = read_ids(a);
   std::vector<int64_t> chunks;

@@ -37,11 +37,22 @@ void send_error(httplib::Response& res, const ApiError& e) {
 }  // namespace
 
 int cmd_serve(int argc, char** argv) {
-  Args a(argc, argv, 2,
-         {"--model", "--host", "--port", "--parallel", "--context", "--queue", "--api-key", "--threads", "--backend", "--device",
-          "--cpu-tier", "--max-body", "--prefill-chunk", "--alias", "--max-tokens", "--tokenizer",
-          "--synthetic", "--layers", "--seed"},
-         {}, {{"-m", "--model"}});
+  Args a("serve", "OpenAI-compatible HTTP server (POST /v1/chat/completions, /v1/completions; GET /v1/models, /health) "
+         "with continuous batching.", argc, argv,
+         {model_opts(), backend_opts(),
+          {{"--host", "address to listen on (loopback unless changed)", "127.0.0.1", false, "ADDR"},
+           {"--port", "TCP port (0: any free port, printed)", "8080", false, "N"},
+           {"--parallel", "sequences decoded together", "4", false, "N"},
+           {"--context", "context per sequence in tokens", "4096", false, "N"},
+           {"--queue", "requests that may wait for a slot (more: 503)", "64", false, "N"},
+           {"--api-key", "require 'Authorization: Bearer KEY'", "", false, "KEY"},
+           {"--max-tokens", "default max_tokens of a request", "512", false, "N"},
+           {"--prefill-chunk", "prompt tokens per sequence per step", "128", false, "N"},
+           {"--max-body", "largest request body in bytes", "1048576", false, "BYTES"},
+           {"--alias", "model id reported by /v1/models", "the model directory's name", false, "NAME"},
+           {"--synthetic", "serve random weights at V4 size (flash or pro) for load tests; needs --tokenizer", "", false, "NAME"},
+           {"--layers", "layers of the synthetic model", "4", false, "N"},
+           {"--seed", "seed of the synthetic weights", "1", false, "S"}}});
   const std::string host = a.get("--host").value_or("127.0.0.1");
   const int64_t port = a.get_int("--port", 8080);
   if (port < 0 || port > 65535) throw UsageError("--port must be in [0, 65535] (0: any free port)");

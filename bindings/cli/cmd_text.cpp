@@ -4,11 +4,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <iterator>
+#include <random>
 #include <sstream>
 
 #include "common.hpp"
+#include "terminal.hpp"
 #include "dsv4/chat.hpp"
 #include "dsv4/generate.hpp"
 #include "dsv4/model.hpp"
@@ -20,7 +24,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-const std::set<std::string> kSamplingFlags = {"--temperature", "--top-k", "--top-p", "--min-p", "--seed", "--repetition-penalty"};
+const std::vector<std::string> kSamplingFlags = {"--temperature", "--top-k", "--top-p", "--min-p", "--seed", "--repetition-penalty"};
 
 std::string read_stdin() {
   std::ostringstream ss;
@@ -55,7 +59,14 @@ SamplerParams sampler_params(const Args& a) {
   p.top_p = num("--top-p", 1.0f);
   p.min_p = num("--min-p", 0.0f);
   p.repetition_penalty = num("--repetition-penalty", 1.0f);
-  p.seed = static_cast<uint64_t>(a.get_int("--seed", 0));
+  const int64_t seed = a.get_int("--seed", 0);
+  if (seed < -1) throw UsageError("--seed must be >= 0, or -1 for a random seed");
+  if (seed == -1) {
+    p.seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+    std::fprintf(stderr, "[dsv4] seed %llu\n", static_cast<unsigned long long>(p.seed));
+  } else {
+    p.seed = static_cast<uint64_t>(seed);
+  }
   if (p.top_k < 0) throw UsageError("--top-k must be >= 0");
   if (!(p.top_p > 0 && p.top_p <= 1)) throw UsageError("--top-p must be in (0, 1]");
   if (!(p.min_p >= 0 && p.min_p <= 1)) throw UsageError("--min-p must be in [0, 1]");
@@ -83,10 +94,20 @@ void put(std::FILE* f, const std::string& s) {
 }  // namespace
 
 int cmd_generate(int argc, char** argv) {
-  std::set<std::string> valued = {"--model", "--prompt", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--backend",
-                                  "--device", "--cpu-tier", "--stop"};
-  valued.insert(kSamplingFlags.begin(), kSamplingFlags.end());
-  Args a(argc, argv, 2, valued, {"--greedy", "--raw", "--hide-reasoning", "--show-ids"}, {{"-m", "--model"}, {"-p", "--prompt"}, {"-n", "--max-tokens"}});
+  Args a("generate", "Generate text from a prompt (chat format unless --raw): the text to stdout, reasoning and statistics to stderr.",
+         argc, argv,
+         {{{"-p,--prompt", "the prompt", "read from stdin", false, "TEXT"},
+           {"-n,--max-tokens", "most tokens to generate", "256", false, "N"},
+           {"--think", "reasoning mode: none, high or max", "none", false, "MODE"},
+           {"--context", "context limit in tokens", "min(model maximum, 16384)", false, "N"},
+           {"--stop", "stop string (not printed)", "", false, "TEXT"},
+           {"--raw", "plain-text completion: no BOS, no chat format", "", true, ""},
+           {"--hide-reasoning", "do not print the reasoning", "", true, ""},
+           {"--show-ids", "print the generated token ids to stderr", "", true, ""},
+           {"--prompt-cache", "load the prompt's state from FILE when it holds a prefix of this prompt; save it there after the prompt",
+            "", false, "FILE"},
+           {"-v,--verbose", "log the library's info messages", "", true, ""}},
+          model_opts(), sampling_opts(), backend_opts()});
   const int64_t max_tokens = a.get_int("--max-tokens", 256);
   if (max_tokens < 0 || max_tokens > (1 << 24)) throw UsageError("--max-tokens must be in [0, 16777216]");
   const ThinkMode mode = parse_think_mode(a.get("--think").value_or("none"));
@@ -117,9 +138,37 @@ int cmd_generate(int argc, char** argv) {
   std::FILE* reasoning_out = a.has("--hide-reasoning") ? nullptr : stderr;
 
   const auto t0 = Clock::now();
+  // --prompt-cache: the state after a previous prompt, with that prompt's ids as metadata; used
+  // when it is a prefix of this prompt, then replaced by the state after this one.
+  size_t reused = 0;
+  const auto cache = a.get("--prompt-cache");
+  if (cache && std::filesystem::exists(*cache)) {
+    try {
+      const std::string md = session.load_state(*cache);
+      const size_t n = md.size() / sizeof(int32_t);
+      std::vector<int32_t> prev(n);
+      if (n > 0) std::memcpy(prev.data(), md.data(), n * sizeof(int32_t));
+      if (md.size() % sizeof(int32_t) == 0 && static_cast<int64_t>(n) == session.position() && n < ids.size() &&
+          std::equal(prev.begin(), prev.end(), ids.begin())) {
+        reused = n;
+      } else {
+        session.reset();
+      }
+    } catch (const Error& e) {
+      std::fprintf(stderr, "[dsv4] prompt cache %s not used: %s\n", cache->c_str(), e.what());
+      session.reset();
+    }
+    std::fprintf(stderr, "[dsv4] prompt cache: %zu of %zu prompt tokens reused\n", reused, ids.size());
+  }
+  // The prompt but its last token, in steps (progress on a terminal); the last one starts generation.
+  feed_prompt(session, std::span<const int32_t>(ids).subspan(reused, ids.size() - 1 - reused));
+  if (cache) {
+    const std::string md(reinterpret_cast<const char*>(ids.data()), (ids.size() - 1) * sizeof(int32_t));
+    session.save_state(*cache, md);
+  }
   Clock::time_point first{};
   bool in_reasoning = fmt && mode != ThinkMode::None;
-  const GenerationResult r = generate_tokens(session, tok, fmt ? &*fmt : nullptr, mode, ids, gp, [&](const GenerationDelta& d) {
+  const GenerationResult r = generate_tokens(session, tok, fmt ? &*fmt : nullptr, mode, {&ids.back(), 1}, gp, [&](const GenerationDelta& d) {
     if (first == Clock::time_point{}) first = Clock::now();
     put(reasoning_out, d.reasoning);
     if (in_reasoning && !d.content.empty()) {
@@ -149,10 +198,14 @@ int cmd_generate(int argc, char** argv) {
 }
 
 int cmd_chat(int argc, char** argv) {
-  std::set<std::string> valued = {"--model", "--max-tokens", "--think", "--threads", "--context", "--tokenizer", "--system", "--backend", "--device",
-                                  "--cpu-tier", "--stop"};
-  valued.insert(kSamplingFlags.begin(), kSamplingFlags.end());
-  Args a(argc, argv, 2, valued, {"--greedy"}, {{"-m", "--model"}, {"-n", "--max-tokens"}});
+  Args a("chat", "Interactive chat: one line per turn; /reset starts over, /exit ends. Ctrl-C stops a reply, Ctrl-D ends.", argc, argv,
+         {{{"-n,--max-tokens", "most tokens per reply", "512", false, "N"},
+           {"--think", "reasoning mode: none, high or max", "none", false, "MODE"},
+           {"--system", "system prompt", "", false, "TEXT"},
+           {"--context", "context limit in tokens", "min(model maximum, 16384)", false, "N"},
+           {"--stop", "stop string (not printed)", "", false, "TEXT"},
+           {"-v,--verbose", "log the library's info messages", "", true, ""}},
+          model_opts(), sampling_opts(), backend_opts()});
   const ThinkMode mode = parse_think_mode(a.get("--think").value_or("none"));
   GenerationParams gp;
   gp.sampling = sampler_params(a);
@@ -163,16 +216,16 @@ int cmd_chat(int argc, char** argv) {
   const Tokenizer tok = load_tokenizer(a);
   const ChatFormat fmt(tok);
   Session session(model, session_options(a, *model));
-  const bool tty = ::isatty(0) && ::isatty(2);
 
   std::vector<ChatMessage> history;
   if (auto sys = a.get("--system")) history.push_back({"system", *sys, ""});
   std::vector<int32_t> fed;                                        // what the session holds
   std::vector<std::pair<size_t, SessionSnapshot>> checkpoints;     // states at turn boundaries
-  std::string line;
   for (;;) {
-    if (tty) std::fputs("\nyou> ", stderr);
-    if (!std::getline(std::cin, line)) break;
+    // At the prompt Ctrl-C ends the program as usual; during a reply it ends the reply.
+    const std::optional<std::string> got = read_line("\nyou> ");
+    if (!got) break;
+    const std::string& line = *got;
     if (line == "/exit" || line == "/quit") break;
     if (line == "/reset") {
       history.resize(history.empty() || history[0].role != "system" ? 0 : 1);
@@ -205,7 +258,14 @@ int cmd_chat(int argc, char** argv) {
       continue;
     }
     // Feed up to <｜Assistant｜>, remember that state, then generate from the mode token on.
-    if (ids.size() - 1 > fed.size()) session.forward({ids.data() + fed.size(), ids.size() - 1 - fed.size()});
+    InterruptScope interrupt;
+    if (ids.size() - 1 > fed.size() &&
+        !feed_prompt(session, std::span<const int32_t>(ids).subspan(fed.size(), ids.size() - 1 - fed.size()))) {
+      fed.assign(ids.begin(), ids.begin() + session.position());  // what got fed stays: the next turn reuses it
+      history.pop_back();
+      std::fputs("[stopped]\n", stderr);
+      continue;
+    }
     checkpoints.emplace_back(ids.size() - 1, session.snapshot());
     if (mode != ThinkMode::None) std::fputs("[reasoning]\n", stdout);
     bool answer_started = mode == ThinkMode::None;
@@ -216,19 +276,23 @@ int cmd_chat(int argc, char** argv) {
         answer_started = true;
       }
       put(stdout, d.content);
-      return true;
+      return !InterruptScope::interrupted();
     });
     fed = ids;
     fed.insert(fed.end(), r.tokens.begin(), r.tokens.end() - (r.tokens.empty() ? 0 : 1));  // the last sampled token is not fed
     std::fputc('\n', stdout);
     std::fflush(stdout);
+    if (r.finish == FinishReason::Cancelled) std::fputs("[stopped]\n", stderr);
     history.push_back({"assistant", r.content, r.reasoning});
   }
   return 0;
 }
 
 int cmd_tokenize(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--model", "--tokenizer"}, {"--decode", "--no-special"}, {{"-m", "--model"}});
+  Args a("tokenize", "Token ids of the text on stdin (or, with --decode, the text of the ids on stdin).", argc, argv,
+         {model_opts(),
+          {{"--decode", "read token ids, print their text", "", true, ""},
+           {"--no-special", "do not recognise special-token strings in the text", "", true, ""}}});
   const Tokenizer tok = load_tokenizer(a);
   const std::string in = read_stdin();
   if (a.has("--decode")) {

@@ -3,6 +3,8 @@
 #include <string>
 
 #include "common.hpp"
+#include "dsv4.h"
+#include "dsv4/backend.hpp"
 #include "dsv4/error.hpp"
 
 namespace dsv4::cli {
@@ -11,41 +13,48 @@ const std::chrono::steady_clock::time_point g_process_start = std::chrono::stead
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage:\n"
-    "  dsv4 generate [-m DIR] (-p TEXT | stdin) [-n MAX_TOKENS] [--greedy | --temperature T --top-k K --top-p P\n"
-    "                --min-p P --seed S] [--think none|high|max] [--raw] [--threads N] [--context N]\n"
-    "  dsv4 chat [-m DIR] [--think none|high|max] [sampling flags as generate] [--system TEXT]\n"
-    "  dsv4 tokenize [-m DIR | --tokenizer FILE] [--decode]   (text or ids on stdin)\n"
-    "  dsv4 info [-m DIR] [--context N]\n"
-    "  dsv4 bench [--preset flash|pro | --config FILE] [--layers N] [--contexts 1024,65536] [--prompts 512,4096]\n"
-    "             [--batch 1,4,16,64] [--threads N] [--steps N] [--max-batch N] [--json]\n"
-    "  dsv4 logits [-m DIR] (--ids 1,2,3 | --ids-file FILE) -o OUT.npy [--chunks 13,27,24] [--threads N]\n"
-    "  dsv4 serve [-m DIR] [--host 127.0.0.1] [--port 8080] [--parallel 4] [--context 4096] [--queue 64] [--api-key K]\n"
-    "             [--max-tokens 512] [--prefill-chunk 128] [--max-body BYTES] [--alias NAME] [--tokenizer FILE]\n"
-    "  dsv4 serve --synthetic flash|pro [--layers 4] --tokenizer FILE ...   (random weights at V4 size, for load tests)\n"
-    "\n"
-    "  Every command that runs a model takes --backend cpu|cuda (default cpu) and --device N (default 0);\n"
-    "  --threads N sizes the backend's worker pool (default: one per hardware thread); --cpu-tier NAME\n"
-    "  forces a lower CPU kernel tier (portable, avx2, avx512, avx512vnni; neon, neondot on AArch64).\n"
-    "  Without -m, $DSV4_MODEL or the embedded demo model is used.\n"
-    "  generate  streams the generated text to stdout, statistics to stderr; --raw feeds the prompt as\n"
-    "            plain text (no BOS, no chat format)\n"
-    "  info    config summary, parameters and bytes by dtype, memory estimate at a context length\n"
-    "  logits  float32 .npy [n_tokens, vocab]; --chunks feeds the prompt in pieces of those sizes,\n"
-    "          the rest one token at a time\n"
-    "  serve   OpenAI-compatible HTTP API (POST /v1/chat/completions, /v1/completions, GET /v1/models,\n"
-    "          /health) with continuous batching over --parallel sequences; loopback unless --host\n";
+struct Command {
+  const char* name;
+  const char* summary;
+};
+constexpr Command kCommands[] = {
+    {"generate", "generate text from a prompt (stdin or -p), streamed to stdout"},
+    {"chat", "interactive chat with line editing and history"},
+    {"tokenize", "token ids of text, or text of ids (--decode)"},
+    {"info", "model summary, backends, devices, memory at a context length"},
+    {"logits", "raw logits of token ids as .npy"},
+    {"bench", "decode / prefill speed against measured ceilings"},
+    {"serve", "OpenAI-compatible HTTP server with continuous batching"},
+};
+
+std::string usage() {
+  std::string u = "dsv4 " DSV4_VERSION_STRING " - DeepSeek-V4 inference engine\n\nusage: dsv4 <command> [options]   (dsv4 <command> --help lists them)\n\ncommands:\n";
+  for (const Command& c : kCommands) {
+    std::string name = c.name;
+    name.resize(10, ' ');
+    u += "  " + name + c.summary + "\n";
+  }
+  u += "\nWithout -m, $DSV4_MODEL or the demo model installed with dsv4 is used.\n"
+       "  -h, --help     this text\n  --version      print the version and exit\n";
+  return u;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   using dsv4::cli::UsageError;
   if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help") {
-    std::cout << kUsage;
+    (argc < 2 ? std::cerr : std::cout) << usage();
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
+  if (cmd == "--version" || cmd == "-V") {
+    std::cout << "dsv4 " << dsv4_version() << " (C API " << dsv4_api_version() << "; backends " << dsv4_compiled_backends()
+              << "; CPU kernel tiers";
+    for (const auto& t : dsv4::cpu_kernel_tiers()) std::cout << " " << t;
+    std::cout << ")\n";
+    return 0;
+  }
   try {
     if (cmd == "info") return dsv4::cli::cmd_info(argc, argv);
     if (cmd == "logits") return dsv4::cli::cmd_logits(argc, argv);
@@ -58,9 +67,16 @@ int main(int argc, char** argv) {
 #else
     if (cmd == "serve") throw UsageError("this dsv4 was built without the server (needs cpp-httplib: libcpp-httplib-dev)");
 #endif
-    throw UsageError("unknown command '" + cmd + "'");
+    std::string hint;
+    for (const Command& c : kCommands)
+      if (cmd.size() > 1 && std::string(c.name).rfind(cmd.substr(0, 2), 0) == 0) hint = std::string(" (did you mean '") + c.name + "'?)";
+    std::cerr << "dsv4: unknown command '" << cmd << "'" << hint << "\nRun 'dsv4 --help' for the commands.\n";
+    return 2;
+  } catch (const dsv4::cli::HelpRequested& h) {
+    std::cout << h.text;
+    return 0;
   } catch (const UsageError& e) {
-    std::cerr << "dsv4: " << e.what() << "\n" << kUsage;
+    std::cerr << "dsv4 " << cmd << ": " << e.what() << "\nRun 'dsv4 " << cmd << " --help' for the options.\n";
     return 2;
   } catch (const dsv4::Error& e) {
     std::cerr << "dsv4: error: " << e.what() << "\n";

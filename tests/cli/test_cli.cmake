@@ -39,10 +39,57 @@ foreach(args
     "logits;-m;${model};--ids;1"
     "frobnicate")
   execute_process(COMMAND ${CLI} ${args} RESULT_VARIABLE rc ERROR_VARIABLE err)
-  if(rc EQUAL 0 OR NOT rc MATCHES "^[12]$" OR NOT err MATCHES "^dsv4: ")
+  if(rc EQUAL 0 OR NOT rc MATCHES "^[12]$" OR NOT err MATCHES "^dsv4( [a-z]+)?: ")
     message(FATAL_ERROR "expected a clean error for '${args}', got rc=${rc}: ${err}")
   endif()
 endforeach()
+
+# Usage errors: one line and a hint to --help, exit status 2.
+execute_process(COMMAND ${CLI} generate --no-such-flag RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 2 OR NOT err MATCHES "^dsv4 generate: .*no-such-flag.*\nRun 'dsv4 generate --help'")
+  message(FATAL_ERROR "usage error not reported with a hint (${rc}): ${err}")
+endif()
+# --version, and --help of every command listing its flags with their defaults.
+execute_process(COMMAND ${CLI} --version RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "^dsv4 [0-9]+\\.[0-9]+\\.[0-9]+")
+  message(FATAL_ERROR "dsv4 --version: ${rc} ${out}")
+endif()
+foreach(cmd generate chat tokenize info logits bench serve)
+  execute_process(COMMAND ${CLI} ${cmd} --help RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+  if(NOT rc EQUAL 0 OR NOT out MATCHES "Usage: dsv4 ${cmd}" OR NOT out MATCHES "-h,--help")
+    message(FATAL_ERROR "dsv4 ${cmd} --help (${rc}): ${out}")
+  endif()
+endforeach()
+execute_process(COMMAND ${CLI} generate --help OUTPUT_VARIABLE out)
+foreach(flag "--max-tokens N=256" "--temperature T=1.0" "--seed S=0" "--backend NAME=cpu" "--prompt-cache FILE" "--think MODE=none")
+  string(FIND "${out}" "${flag}" at)
+  if(at LESS 0)
+    message(FATAL_ERROR "dsv4 generate --help lacks '${flag}':\n${out}")
+  endif()
+endforeach()
+# --seed -1: a random seed, printed.
+execute_process(COMMAND ${CLI} generate -p "def f(" -n 2 --seed -1 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT err MATCHES "\\[dsv4\\] seed [0-9]+")
+  message(FATAL_ERROR "--seed -1 (${rc}): ${err}")
+endif()
+# --prompt-cache: the second run of a prompt reuses all but its last token and prints the same text.
+file(REMOVE ${WORK}/prompt.cache)
+foreach(run 1 2)
+  execute_process(COMMAND ${CLI} generate --raw --greedy -n 8 -p "import os\nimport sys\n" --prompt-cache ${WORK}/prompt.cache
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out_${run} ERROR_VARIABLE err_${run})
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "--prompt-cache run ${run} failed: ${err_${run}}")
+  endif()
+endforeach()
+if(NOT out_1 STREQUAL out_2 OR NOT err_2 MATCHES "prompt cache: ([1-9][0-9]*) of ([0-9]+) prompt tokens reused")
+  message(FATAL_ERROR "--prompt-cache did not reuse the prompt or changed the text:\n[${out_1}]\n[${out_2}]\n${err_2}")
+endif()
+file(WRITE ${WORK}/prompt.cache "garbage")
+execute_process(COMMAND ${CLI} generate --raw --greedy -n 8 -p "import os\nimport sys\n" --prompt-cache ${WORK}/prompt.cache
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out_3 ERROR_VARIABLE err_3)
+if(NOT rc EQUAL 0 OR NOT out_3 STREQUAL out_1 OR NOT err_3 MATCHES "not used")
+  message(FATAL_ERROR "a bad --prompt-cache file must be reported and ignored (${rc}): ${err_3}")
+endif()
 
 # Text generation on the embedded demo model (the default model): --raw --greedy reproduces the
 # reference continuation byte for byte.
