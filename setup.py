@@ -17,8 +17,11 @@ class CMakeBuild(build_ext):
         subprocess.check_call([
             "cmake", "-S", ROOT, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
             "-DDSV4_PYTHON=ON", "-DDSV4_BUILD_TESTS=OFF", "-DDSV4_BUILD_CLI=OFF", "-DDSV4_BUILD_EXAMPLES=OFF",
+            "-DDSV4_SHARED=OFF", "-DDSV4_INSTALL=OFF", "-DDSV4_SERVER=OFF",
             f"-DPython_EXECUTABLE={sys.executable}",
         ])
+        # The C++ build takes a few minutes on two cores; say so (pip shows this with -v).
+        print(f"dsv4: building the C++ engine with CMake in {build_dir} ({os.cpu_count() or 2} jobs)", file=sys.stderr, flush=True)
         subprocess.check_call(["cmake", "--build", build_dir, "--target", "_dsv4", "-j", str(os.cpu_count() or 2)])
         built = os.path.join(build_dir, "python", "dsv4")
         so = [f for f in os.listdir(built) if f.startswith("_dsv4") and f.endswith(".so")]
