@@ -64,7 +64,15 @@ extern "C" {
 
 #define DSV4_API_VERSION 2
 
-typedef enum dsv4_status {
+/* The enums are int-sized in C. In C++ they get `int` as fixed underlying type, so any value a C
+ * caller stores (valid or not) is a valid enum value there and the library can reject it. */
+#ifdef __cplusplus
+#define DSV4_ENUM_BASE : int
+#else
+#define DSV4_ENUM_BASE
+#endif
+
+typedef enum dsv4_status DSV4_ENUM_BASE {
   DSV4_OK = 0,
   DSV4_ERR_INVALID_ARGUMENT = 1, /* bad parameter, NULL pointer, token id out of range, empty input */
   DSV4_ERR_IO = 2,               /* file missing or unreadable */
@@ -214,7 +222,7 @@ DSV4_C_API dsv4_status dsv4_sampler_create(const dsv4_sampler_params* params, ds
 DSV4_C_API dsv4_status dsv4_sampler_create_empty(uint64_t seed, dsv4_sampler** out);
 DSV4_C_API void dsv4_sampler_free(dsv4_sampler* sampler);
 
-typedef enum dsv4_stage_kind {
+typedef enum dsv4_stage_kind DSV4_ENUM_BASE {
   DSV4_STAGE_TEMPERATURE = 0, /* value: t */
   DSV4_STAGE_TOP_K = 1,       /* value: k */
   DSV4_STAGE_TOP_P = 2,       /* value: p */
@@ -282,7 +290,7 @@ DSV4_C_API dsv4_status dsv4_tokenize(const dsv4_tokenizer* tok, const char* text
 DSV4_C_API dsv4_status dsv4_detokenize(const dsv4_tokenizer* tok, const int32_t* ids, size_t n, char* out, size_t capacity,
                                        size_t* n_out);
 
-typedef enum dsv4_think { DSV4_THINK_NONE = 0, DSV4_THINK_HIGH = 1, DSV4_THINK_MAX = 2 } dsv4_think;
+typedef enum dsv4_think DSV4_ENUM_BASE { DSV4_THINK_NONE = 0, DSV4_THINK_HIGH = 1, DSV4_THINK_MAX = 2 } dsv4_think;
 typedef struct dsv4_chat_message {
   const char* role;      /* "system", "user", "assistant" or "tool" */
   const char* content;   /* UTF-8, NUL-terminated */
@@ -308,7 +316,7 @@ typedef struct dsv4_text_params {
 } dsv4_text_params;
 DSV4_C_API dsv4_text_params dsv4_text_default_params(void);
 
-typedef enum dsv4_finish { DSV4_FINISH_STOP = 0, DSV4_FINISH_LENGTH = 1, DSV4_FINISH_CANCELLED = 2, DSV4_FINISH_CONTEXT_FULL = 3 } dsv4_finish;
+typedef enum dsv4_finish DSV4_ENUM_BASE { DSV4_FINISH_STOP = 0, DSV4_FINISH_LENGTH = 1, DSV4_FINISH_CANCELLED = 2, DSV4_FINISH_CONTEXT_FULL = 3 } dsv4_finish;
 typedef struct dsv4_text_result {
   char* content;      /* NUL-terminated UTF-8, owned by the result */
   char* reasoning;

@@ -5,7 +5,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <mutex>
+#include <thread>
 #include <optional>
 
 #include "dsv4/chat.hpp"
@@ -26,8 +28,11 @@ struct PyModel {
 // A Session plus what keeps Python use safe: a lock against concurrent calls and a closed state.
 struct PySession {
   std::unique_ptr<dsv4::Session> s;
-  std::mutex mu;
+  std::mutex mu;                           // held by the call running on the session
+  std::atomic<std::thread::id> owner{};    // the thread holding `mu` (to refuse re-entry from callbacks)
   py::object cancel;  // Session.set_cancel(fn): asked between steps and tokens (None: never)
+  int views_last = 0, views_all = 0;       // live forward(copy=False) arrays (counted by ViewGuard, under the GIL)
+  int64_t all_capacity = 0;                // floats of the session's all-logits buffer (it only grows)
   dsv4::Session& get() {
     if (!s) throw py::value_error("this Session is closed");
     return *s;
@@ -36,9 +41,49 @@ struct PySession {
 
 struct PySampler {
   dsv4::Sampler s;
+  std::shared_ptr<std::mutex> mu = std::make_shared<std::mutex>();  // held while the chain runs (GIL released)
   explicit PySampler(dsv4::Sampler x) : s(std::move(x)) {}
   PySampler(PySampler&&) = default;
   PySampler(const PySampler&) = delete;
+};
+
+// One call at a time on a Session or Sampler: another thread's concurrent call, or a call from
+// inside a callback of the running one (on_token, a custom stage, the cancel check), is refused
+// with ValueError instead of racing or deadlocking.
+class CallLock {
+ public:
+  CallLock(std::mutex& mu, std::atomic<std::thread::id>* owner, const std::string& what) : owner_(owner) {
+    if (owner_ != nullptr && owner_->load() == std::this_thread::get_id())
+      throw py::value_error(what + ": not allowed from inside a callback of this object's running call");
+    lk_ = std::unique_lock<std::mutex>(mu, std::try_to_lock);
+    if (!lk_.owns_lock()) throw py::value_error(what + ": this object is in use by another thread (one call at a time)");
+    if (owner_ != nullptr) owner_->store(std::this_thread::get_id());
+  }
+  CallLock(CallLock&& o) noexcept : lk_(std::move(o.lk_)), owner_(o.owner_) { o.owner_ = nullptr; }
+  ~CallLock() {
+    if (owner_ != nullptr && lk_.owns_lock()) owner_->store(std::thread::id());
+  }
+
+ private:
+  std::unique_lock<std::mutex> lk_;
+  std::atomic<std::thread::id>* owner_;
+};
+CallLock lock_session(PySession& ps, const std::string& what) {
+  ps.get();
+  return CallLock(ps.mu, &ps.owner, what);
+}
+CallLock lock_sampler(PySampler& sp, const std::string& what) { return CallLock(*sp.mu, nullptr, what); }
+
+// The base object of forward(copy=False) arrays: keeps the Session alive and counts the views,
+// so close() and a forward that would move the buffer can refuse while views exist.
+struct ViewGuard {
+  py::object session;
+  PySession* ps;
+  bool all;
+  ViewGuard(py::object s, PySession* p, bool a) : session(std::move(s)), ps(p), all(a) { ++(all ? ps->views_all : ps->views_last); }
+  ~ViewGuard() { --(all ? ps->views_all : ps->views_last); }
+  ViewGuard(const ViewGuard&) = delete;
+  ViewGuard& operator=(const ViewGuard&) = delete;
 };
 
 // A str or os.PathLike as a filesystem path (bytes paths too, as os.fsdecode reads them).
@@ -99,10 +144,19 @@ class PyStage final : public dsv4::SamplerStage {
   }
   void apply(dsv4::Candidates& c, dsv4::SamplerContext&) override {
     py::gil_scoped_acquire gil;
+    // The stage gets arrays of its own (they stay valid if it keeps them); its edits are copied back.
     const auto n = static_cast<py::ssize_t>(c.size());
-    py::array_t<int32_t> ids({n}, {sizeof(int32_t)}, c.ids(), py::none());
-    py::array_t<float> logits({n}, {sizeof(float)}, c.logits(), py::none());
+    py::array_t<int32_t> ids(n);
+    py::array_t<float> logits(n);
+    std::copy(c.ids(), c.ids() + n, ids.mutable_data());
+    std::copy(c.logits(), c.logits() + n, logits.mutable_data());
     py::object r = fn_(ids, logits);
+    const py::ssize_t m = std::min(ids.size(), logits.size());
+    if (m != n || ids.ndim() != 1 || logits.ndim() != 1) throw dsv4::InvalidArgument("custom stage resized its candidate arrays");
+    const int32_t* pi = ids.data();
+    for (py::ssize_t i = 0; i < n; ++i)
+      if (pi[i] != c.ids()[i]) throw dsv4::InvalidArgument("custom stage changed candidate ids (edit logits, or return an index)");
+    std::copy(logits.data(), logits.data() + n, c.logits());
     if (!r.is_none()) {
       const auto idx = r.cast<long long>();
       if (idx < 0 || idx >= n) throw dsv4::InvalidArgument("custom stage returned index " + std::to_string(idx) + " outside the candidates");
@@ -230,6 +284,15 @@ struct CancelScope {
   CancelScope(const CancelScope&) = delete;
   CancelScope& operator=(const CancelScope&) = delete;
 };
+
+void close_session(PySession& ps) {
+  if (!ps.s) return;
+  CallLock lk = lock_session(ps, "close");
+  if (ps.views_last + ps.views_all > 0)
+    throw py::value_error("close(): " + std::to_string(ps.views_last + ps.views_all) +
+                          " arrays from forward(copy=False) still point into this session; delete them (or use copy=True) first");
+  ps.s.reset();
+}
 
 py::dict result_obj(const dsv4::GenerationResult& r) {
   py::list lps;
@@ -409,32 +472,41 @@ starts an empty chain for add_* calls. Same seed, same tokens on every run and p
            "repetition_penalty"_a = 1.0f, "presence_penalty"_a = 0.0f, "frequency_penalty"_a = 0.0f, "penalty_window"_a = 64)
       .def_static("empty", [](uint64_t seed) { return PySampler{dsv4::Sampler(seed)}; }, "seed"_a = 0)
       .def_static("greedy", [] { return PySampler{dsv4::Sampler::make_greedy()}; })
-      .def("add_temperature", [](PySampler& s, float t) -> PySampler& { s.s.add(dsv4::stages::temperature(t)); return s; }, py::return_value_policy::reference_internal)
-      .def("add_top_k", [](PySampler& s, int k) -> PySampler& { s.s.add(dsv4::stages::top_k(k)); return s; }, py::return_value_policy::reference_internal)
-      .def("add_top_p", [](PySampler& s, float p) -> PySampler& { s.s.add(dsv4::stages::top_p(p)); return s; }, py::return_value_policy::reference_internal)
-      .def("add_min_p", [](PySampler& s, float p) -> PySampler& { s.s.add(dsv4::stages::min_p(p)); return s; }, py::return_value_policy::reference_internal)
+      .def("add_temperature", [](PySampler& s, float t) -> PySampler& { CallLock lk = lock_sampler(s, "Sampler.add"); s.s.add(dsv4::stages::temperature(t)); return s; }, py::return_value_policy::reference_internal)
+      .def("add_top_k", [](PySampler& s, int k) -> PySampler& { CallLock lk = lock_sampler(s, "Sampler.add"); s.s.add(dsv4::stages::top_k(k)); return s; }, py::return_value_policy::reference_internal)
+      .def("add_top_p", [](PySampler& s, float p) -> PySampler& { CallLock lk = lock_sampler(s, "Sampler.add"); s.s.add(dsv4::stages::top_p(p)); return s; }, py::return_value_policy::reference_internal)
+      .def("add_min_p", [](PySampler& s, float p) -> PySampler& { CallLock lk = lock_sampler(s, "Sampler.add"); s.s.add(dsv4::stages::min_p(p)); return s; }, py::return_value_policy::reference_internal)
       .def("add_penalties", [](PySampler& s, int window, float rep, float pres, float freq) -> PySampler& {
+             CallLock lk = lock_sampler(s, "Sampler.add");
              s.s.add(dsv4::stages::penalties(window, rep, pres, freq));
              return s;
            }, "window"_a, "repetition"_a = 1.0f, "presence"_a = 0.0f, "frequency"_a = 0.0f, py::return_value_policy::reference_internal)
       .def("add_logit_bias", [](PySampler& s, const std::map<int32_t, float>& bias) -> PySampler& {
+             CallLock lk = lock_sampler(s, "Sampler.add");
              s.s.add(dsv4::stages::logit_bias({bias.begin(), bias.end()}));
              return s;
            }, py::return_value_policy::reference_internal)
-      .def("add_greedy", [](PySampler& s) -> PySampler& { s.s.add(dsv4::stages::greedy()); return s; }, py::return_value_policy::reference_internal)
-      .def("add_dist", [](PySampler& s) -> PySampler& { s.s.add(dsv4::stages::dist()); return s; }, py::return_value_policy::reference_internal)
-      .def("add_custom", [](PySampler& s, py::function fn) -> PySampler& { s.s.add(std::make_unique<PyStage>(std::move(fn))); return s; },
+      .def("add_greedy", [](PySampler& s) -> PySampler& { CallLock lk = lock_sampler(s, "Sampler.add"); s.s.add(dsv4::stages::greedy()); return s; }, py::return_value_policy::reference_internal)
+      .def("add_dist", [](PySampler& s) -> PySampler& { CallLock lk = lock_sampler(s, "Sampler.add"); s.s.add(dsv4::stages::dist()); return s; }, py::return_value_policy::reference_internal)
+      .def("add_custom", [](PySampler& s, py::function fn) -> PySampler& { CallLock lk = lock_sampler(s, "Sampler.add"); s.s.add(std::make_unique<PyStage>(std::move(fn))); return s; },
            "fn"_a, "fn(ids: int32 array, logits: float32 array) edits logits in place; return None or an index to select.",
            py::return_value_policy::reference_internal)
       .def_property_readonly("stages", [](const PySampler& s) { return s.s.stage_names(); }, "Names of the chain's stages, in order.")
       .def("sample", [](PySampler& s, py::array_t<float, py::array::c_style | py::array::forcecast> logits) {
              if (logits.ndim() != 1) throw py::value_error("logits must be 1-D [vocab]");
              std::span<const float> l(logits.data(), static_cast<size_t>(logits.size()));
+             CallLock lk = lock_sampler(s, "Sampler.sample");
              py::gil_scoped_release nogil;
              return s.s.sample(l);
            }, "logits"_a, "Choose a token from logits [vocab]; records it for the penalties.")
-      .def("accept", [](PySampler& s, int32_t t) { s.s.accept(t); }, "token"_a)
-      .def("reset", [](PySampler& s, uint64_t seed) { s.s.reset(seed); }, "seed"_a);
+      .def("accept", [](PySampler& s, int32_t t) {
+             CallLock lk = lock_sampler(s, "Sampler.accept");
+             s.s.accept(t);
+           }, "token"_a, "Record a token chosen elsewhere (a forced prompt token) for the penalties.")
+      .def("reset", [](PySampler& s, uint64_t seed) {
+             CallLock lk = lock_sampler(s, "Sampler.reset");
+             s.s.reset(seed);
+           }, "seed"_a, "Clear the history and reseed.");
 
   py::class_<dsv4::Tokenizer>(m, "Tokenizer", "Byte-level BPE from a Hugging Face tokenizer.json (thread-safe, immutable).")
       .def(py::init([](py::object path) { return dsv4::Tokenizer::load(fspath(path)); }), "path"_a,
@@ -521,7 +593,7 @@ arguments. chat=False: plain text (no reasoning split).)doc")
     // (session, tokens) pairs; each session locked for the call, the GIL released for the steps.
     std::vector<PySession*> sessions;
     std::vector<std::vector<int32_t>> toks;
-    std::vector<std::unique_lock<std::mutex>> locks;
+    std::vector<CallLock> locks;
     for (auto item : items) {
       auto t = item.cast<py::tuple>();
       if (t.size() != 2) throw py::type_error("forward_batch takes a list of (session, tokens) pairs");
@@ -530,15 +602,10 @@ arguments. chat=False: plain text (no reasoning split).)doc")
       sessions.push_back(&ps);
       toks.push_back(to_tokens(t[1]));
     }
-    for (PySession* ps : sessions) {
-      std::unique_lock<std::mutex> lk(ps->mu, std::try_to_lock);
-      if (!lk.owns_lock()) {
-        bool dup = false;
-        for (auto& l : locks) dup |= l.mutex() == &ps->mu;
-        throw py::value_error(dup ? "forward_batch: the same session appears twice in one batch" : "a Session of the batch is in use by another thread");
-      }
-      locks.push_back(std::move(lk));
-    }
+    for (size_t i = 0; i < sessions.size(); ++i)
+      for (size_t j = 0; j < i; ++j)
+        if (sessions[i] == sessions[j]) throw py::value_error("forward_batch: the same session appears twice in one batch");
+    for (PySession* ps : sessions) locks.push_back(lock_session(*ps, "forward_batch"));
     std::vector<dsv4::BatchItem> batch;
     for (size_t i = 0; i < sessions.size(); ++i) batch.push_back({sessions[i]->s.get(), toks[i]});
     {
@@ -557,6 +624,8 @@ Each session gets its tokens at its own position, in steps shared by all (a deco
 sessions reads each weight once). Returns a list with each session's last-token logits
 (float32 [vocab], copies), equal to what feeding each alone gives (to rounding). Everything
 is validated first; on error no session changes.)doc");
+
+  py::class_<ViewGuard>(m, "_LogitsOwner", "Keeps a Session alive under arrays from forward(copy=False).");
 
   py::class_<PySession>(m, "Session", R"doc(One sequence's caches over a Model. Not shared between threads.
 
@@ -578,8 +647,12 @@ overwritten by the next call (zero-copy).)doc")
              auto& ps = self.cast<PySession&>();
              std::vector<int32_t> toks = to_tokens(tokens);
              dsv4::Session& s = ps.get();
-             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
-             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             CallLock lk = lock_session(ps, "forward");
+             const int64_t need = all ? static_cast<int64_t>(toks.size()) * s.vocab_size() : 0;
+             if (need > ps.all_capacity && ps.views_all > 0)
+               throw py::value_error("forward(all=True) of " + std::to_string(toks.size()) + " tokens needs a larger logits buffer, but " +
+                                     std::to_string(ps.views_all) + " arrays from forward(copy=False, all=True) still point into the "
+                                     "current one; delete them or use copy=True");
              std::span<const float> out;
              const int64_t before = s.position();
              SignalWatch watch;
@@ -591,12 +664,16 @@ overwritten by the next call (zero-copy).)doc")
                watch.raise_if_hit(py::int_(s.position() - before));  // Ctrl-C: KeyboardInterrupt, .partial = tokens fed
                throw;
              }
-             return logits_array(out, all ? -1 : 1, s.vocab_size(), copy, self);
+             ps.all_capacity = std::max(ps.all_capacity, need);
+             if (copy) return logits_array(out, all ? -1 : 1, s.vocab_size(), true, py::none());
+             py::object owner = py::cast(new ViewGuard(self, &ps, all), py::return_value_policy::take_ownership);
+             return logits_array(out, all ? -1 : 1, s.vocab_size(), false, owner);
            }, "tokens"_a, "all"_a = false, "copy"_a = true,
            R"doc(Feed tokens (a list of ints, or any 1-D integer array: numpy, array.array, torch CPU tensor) and return logits.
 
 all=False: float32 [vocab] of the last token; all=True: [n, vocab]. copy=False returns a read-only
-view into the session, overwritten by the next call. Ctrl-C (main thread) or the callable of
+view into the session, overwritten by the next call; while such views live, close() and a larger
+all=True forward (which would move the buffer) raise ValueError, so a view never dangles. Ctrl-C (main thread) or the callable of
 set_cancel() stops between steps: KeyboardInterrupt (with .partial = tokens fed) or CancelledError;
 the tokens fed before that stay fed and the session stays usable.)doc")
       .def("set_cancel", [](PySession& ps, py::object fn) {
@@ -613,8 +690,8 @@ the tokens fed before that stay fed and the session stays usable.)doc")
                           std::optional<py::function> on_token) {
              std::vector<int32_t> p = to_tokens(prompt);
              dsv4::Session& s = ps.get();
-             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
-             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             CallLock lk = lock_session(ps, "generate");
+             CallLock slk = lock_sampler(sampler, "generate (its Sampler)");
              dsv4::GenerateOptions o;
              o.max_tokens = max_tokens;
              o.stop_tokens = std::move(stop_tokens);
@@ -644,8 +721,7 @@ the tokens fed before that stay fed and the session stays usable.)doc")
                        std::vector<std::string> stop, std::vector<int32_t> stop_tokens, int logprobs, uint64_t seed, float temperature, int top_k,
                        float top_p, float min_p, float repetition_penalty, std::optional<py::function> on_delta) {
              dsv4::Session& s = ps.get();
-             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
-             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             CallLock lk = lock_session(ps, "Session call");
              const auto gp = gen_params(max_tokens, stop, stop_tokens, logprobs, seed, temperature, top_k, top_p, min_p, repetition_penalty);
              const auto chat = to_chat(msgs);
              const auto mode = dsv4::parse_think_mode(think);
@@ -679,8 +755,7 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
                            std::vector<int32_t> stop_tokens, int logprobs, uint64_t seed, float temperature, int top_k, float top_p, float min_p,
                            float repetition_penalty, std::optional<py::function> on_delta) {
              dsv4::Session& s = ps.get();
-             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
-             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             CallLock lk = lock_session(ps, "Session call");
              const auto gp = gen_params(max_tokens, stop, stop_tokens, logprobs, seed, temperature, top_k, top_p, min_p, repetition_penalty);
              SignalWatch watch;
              std::function<bool(const dsv4::GenerationDelta&)> cb = [&](const dsv4::GenerationDelta& d) {
@@ -705,14 +780,22 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
            }, "tokenizer"_a, "prompt"_a, "max_tokens"_a = 256, "stop"_a = std::vector<std::string>{}, "stop_tokens"_a = std::vector<int32_t>{},
            "logprobs"_a = -1, "seed"_a = 0, "temperature"_a = 1.0f, "top_k"_a = 0, "top_p"_a = 1.0f, "min_p"_a = 0.0f,
            "repetition_penalty"_a = 1.0f, "on_delta"_a = py::none(), "Plain-text completion (no chat format); returns what chat() returns.")
-      .def("reset", [](PySession& ps) { ps.get().reset(); })
-      .def("snapshot", [](PySession& ps) { return ps.get().snapshot(); })
-      .def("restore", [](PySession& ps, const dsv4::SessionSnapshot& snap) { ps.get().restore(snap); }, "snapshot"_a)
+      .def("reset", [](PySession& ps) {
+             CallLock lk = lock_session(ps, "reset");
+             ps.s->reset();
+           }, "Forget the sequence (position 0); keeps the memory.")
+      .def("snapshot", [](PySession& ps) {
+             CallLock lk = lock_session(ps, "snapshot");
+             return ps.s->snapshot();
+           }, "A deep copy of the session's state (restore() puts it back, into this or another session of the model).")
+      .def("restore", [](PySession& ps, const dsv4::SessionSnapshot& snap) {
+             CallLock lk = lock_session(ps, "restore");
+             ps.s->restore(snap);
+           }, "snapshot"_a, "Copy a snapshot's state into this session.")
       .def("save_state", [](PySession& ps, py::object path, py::bytes metadata) {
              const std::string p = fspath(path), md = metadata;
              dsv4::Session& s = ps.get();
-             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
-             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             CallLock lk = lock_session(ps, "Session call");
              py::gil_scoped_release nogil;
              s.save_state(p, md);
            }, "path"_a, "metadata"_a = py::bytes(),
@@ -720,8 +803,7 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
       .def("load_state", [](PySession& ps, py::object path) {
              const std::string p = fspath(path);
              dsv4::Session& s = ps.get();
-             std::unique_lock<std::mutex> lk(ps.mu, std::try_to_lock);
-             if (!lk.owns_lock()) throw py::value_error("this Session is in use by another thread");
+             CallLock lk = lock_session(ps, "Session call");
              std::string md;
              {
                py::gil_scoped_release nogil;
@@ -731,10 +813,11 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
            }, "path"_a,
            "Read a state file written by save_state() for this model; returns its metadata bytes. A bad file raises and changes nothing.")
       .def("fork", [](PySession& ps) {
+             CallLock lk = lock_session(ps, "fork");
              auto p = std::make_unique<PySession>();
-             p->s = ps.get().fork();
+             p->s = ps.s->fork();
              return p;
-           })
+           }, "A new independent session holding a copy of this one's state.")
       .def_property_readonly("position", [](PySession& ps) { return ps.get().position(); }, "Tokens fed so far.")
       .def_property_readonly("max_context", [](PySession& ps) { return ps.get().max_context(); }, "Cache capacity in tokens.")
       .def_property_readonly("vocab_size", [](PySession& ps) { return ps.get().vocab_size(); }, "Length of a logits row.")
@@ -743,14 +826,10 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
         return py::dict("state_bytes"_a = mem.state_bytes, "scratch_bytes"_a = mem.scratch_bytes, "logits_bytes"_a = mem.logits_bytes,
                         "total"_a = mem.total());
       })
-      .def("close", [](PySession& ps) {
-        std::lock_guard<std::mutex> lk(ps.mu);
-        ps.s.reset();
-      }, "Release the session's memory; any later use raises ValueError.")
+      .def("close", [](PySession& ps) { close_session(ps); },
+           "Release the session's memory; any later use raises ValueError. Refused (ValueError) while a call runs on it "
+           "or arrays from forward(copy=False) are alive.")
       .def_property_readonly("closed", [](const PySession& ps) { return !ps.s; }, "True after close(): the caches are released.")
       .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PySession& ps, py::args) {
-        std::lock_guard<std::mutex> lk(ps.mu);
-        ps.s.reset();
-      });
+      .def("__exit__", [](PySession& ps, py::args) { close_session(ps); });
 }

@@ -95,6 +95,8 @@ class CStage final : public dsv4::SamplerStage {
   void apply(dsv4::Candidates& c, dsv4::SamplerContext&) override {
     dsv4_candidates v{c.ids(), c.logits(), c.size(), -1};
     const dsv4_status st = vt_.apply(user_, &v);
+    if (static_cast<int>(st) < 0 || static_cast<int>(st) > static_cast<int>(DSV4_ERR_UNSUPPORTED))
+      throw StageFailure(DSV4_ERR_INVALID_ARGUMENT, "custom sampler stage returned " + std::to_string(static_cast<int>(st)) + ", not a dsv4_status");
     if (st != DSV4_OK) throw StageFailure(st, "custom sampler stage returned " + std::string(dsv4_status_name(st)));
     if (v.size > c.size()) throw StageFailure(DSV4_ERR_INVALID_ARGUMENT, "custom sampler stage grew the candidate set");
     c.mark_reordered();

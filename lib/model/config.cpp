@@ -160,7 +160,10 @@ void parse_schedule(const Reader& r, ModelConfig& c) {
 }
 
 void parse_rope(const Reader& r, ModelConfig& c) {
-  if (r.has("rope_parameters") && r.j["rope_parameters"].is_object() && r.j["rope_parameters"].contains("main")) {
+  if (r.has("rope_parameters") && (!r.j["rope_parameters"].is_object() || !r.j["rope_parameters"].contains("main")))
+    r.fail("'rope_parameters' must be an object with 'main' (and 'compress') RoPE settings, got " +
+           r.j["rope_parameters"].dump().substr(0, 80) + " (remove the key to use rope_theta / compress_rope_theta)");
+  if (r.has("rope_parameters")) {
     const json& rp = r.j["rope_parameters"];
     const json& main = r.get(rp, "main", "rope_parameters.main");
     c.rope_main = parse_yarn(r, main, "rope_parameters.main", r.number(main, "rope_theta", "rope_parameters.main.rope_theta"));

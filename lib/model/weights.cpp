@@ -3,10 +3,12 @@
 
 #include <cstring>
 #include <sstream>
+#include <unordered_set>
 
 #include "dsv4/error.hpp"
 #include "model/rope.hpp"
 #include "quant/formats.hpp"
+#include "util/log.hpp"
 
 namespace dsv4 {
 
@@ -58,6 +60,13 @@ class Binder {
  public:
   Binder(const ModelConfig& c, const TensorStore& s, SmallParams& sm) : cfg(c), store(s), small(sm) {}
 
+  // Every tensor the binder looks at is recorded: what is left over is reported.
+  TensorRef get(const std::string& name) const {
+    used.insert(name);
+    return store.get(name);
+  }
+  mutable std::unordered_set<std::string> used;
+
   [[noreturn]] void mismatch(const TensorRef& t, const std::string& expected) const {
     throw ShapeError("tensor '" + t.name() + "': expected " + expected + ", found " +
                      std::string(dtype_name(t.info->dtype)) + " " + shape_str(t.info->shape));
@@ -69,7 +78,7 @@ class Binder {
 
   // A matrix [rows, cols] in F32/BF16/F16, FP8 (+.scale) or packed FP4 in I8 (+.scale).
   MatW mat(const std::string& name, int64_t rows, int64_t cols) const {
-    const TensorRef t = store.get(name);
+    const TensorRef t = get(name);
     MatW w;
     w.rows = rows;
     w.cols = cols;
@@ -95,7 +104,7 @@ class Binder {
       if (sname.size() > suffix.size() && sname.compare(sname.size() - suffix.size(), suffix.size(), suffix) == 0)
         sname.resize(sname.size() - suffix.size());
       sname += ".scale";
-      const TensorRef s = store.get(sname);
+      const TensorRef s = get(sname);
       if (s.info->dtype != DType::F8_E8M0) mismatch(s, "F8_E8M0 scales");
       const std::vector<int64_t> want = w.fmt == WFormat::FP8
                                             ? std::vector<int64_t>{(rows + 127) / 128, (cols + 127) / 128}
@@ -109,7 +118,7 @@ class Binder {
 
   // A float vector/tensor of the given shape stored as F32/BF16/F16, decoded to fp32 (small tensors only).
   FVec floats(const std::string& name, const std::vector<int64_t>& shape) const {
-    const TensorRef t = store.get(name);
+    const TensorRef t = get(name);
     if (t.info->dtype != DType::F32 && t.info->dtype != DType::BF16 && t.info->dtype != DType::F16)
       mismatch(t, "F32|BF16|F16 " + shape_str(shape));
     expect_shape(t, shape, dtype_name(t.info->dtype).data());
@@ -141,14 +150,14 @@ class Binder {
     const int64_t nc = cfg.hc_mult, D = cfg.hidden_size;
     HyperW h;
     h.fn = mat(fn, n_mix, nc * D);
-    if (h.fn.fmt != WFormat::F32) mismatch(store.get(fn), "F32 (mHC is kept in fp32)");
+    if (h.fn.fmt != WFormat::F32) mismatch(get(fn), "F32 (mHC is kept in fp32)");
     h.base = floats(base, {n_mix});
     h.scale = floats(scale, {n_scale});
     return h;
   }
 
   void check_tid2eid(MoeW& m, const std::string& name) const {
-    const TensorRef t = store.get(name);
+    const TensorRef t = get(name);
     const int64_t V = cfg.vocab_size, k = cfg.experts_per_token;
     if (t.info->dtype != DType::I64 && t.info->dtype != DType::I32) mismatch(t, "I64|I32 " + shape_str({V, k}));
     expect_shape(t, {V, k}, "I64");
@@ -231,8 +240,8 @@ LayerW bind_layer(const Binder& b, int64_t l, bool hf) {
   if (c.moe_kind[l] == MoeKind::Hash) b.check_tid2eid(moe, f + "gate.tid2eid");
   else moe.bias = b.floats(f + (hf ? "gate.e_score_correction_bias" : "gate.bias"), {E});
   if (hf) {
-    const TensorRef gu = b.store.get(f + "experts.gate_up_proj");
-    const TensorRef dn = b.store.get(f + "experts.down_proj");
+    const TensorRef gu = b.get(f + "experts.gate_up_proj");
+    const TensorRef dn = b.get(f + "experts.down_proj");
     for (const TensorRef* t : {&gu, &dn})
       if (t->info->dtype != DType::F32 && t->info->dtype != DType::BF16 && t->info->dtype != DType::F16)
         b.mismatch(*t, "F32|BF16|F16 stacked experts");
@@ -285,8 +294,20 @@ ModelWeights bind_weights(const ModelConfig& cfg, const TensorStore& store, Smal
   w.hc_head = hf ? b.hyper("model.hc_head.hc_fn", "model.hc_head.hc_base", "model.hc_head.hc_scale", nc, 1)
                  : b.hyper("hc_head_fn", "hc_head_base", "hc_head_scale", nc, 1);
   for (int64_t l = 0; l < cfg.num_layers; ++l) w.layers.push_back(bind_layer(b, l, hf));
-  for (const auto& n : store.names())
-    if (n.rfind("mtp.", 0) == 0 || n.rfind("model.mtp.", 0) == 0) w.mtp_tensors.push_back(n);
+  std::vector<std::string> unused;
+  for (const auto& n : store.names()) {
+    if (n.rfind("mtp.", 0) == 0 || n.rfind("model.mtp.", 0) == 0)
+      w.mtp_tensors.push_back(n);
+    else if (b.used.count(n) == 0 && b.used.count(n + ".weight") == 0)
+      unused.push_back(n);
+  }
+  if (!unused.empty()) {
+    std::string list;
+    for (size_t i = 0; i < unused.size() && i < 3; ++i) list += (i ? ", '" : "'") + unused[i] + "'";
+    log(LogLevel::Warning, std::to_string(unused.size()) + " tensors of the checkpoint at " + store.root().string() +
+                               " are not used by its config.json (" + list + (unused.size() > 3 ? ", ..." : "") +
+                               "): check that the config belongs to these weights");
+  }
   w.freq_main = small.keep(rope_frequencies(cfg.rope_main, cfg.rope_dim));
   w.freq_compress = small.keep(rope_frequencies(cfg.rope_compress, cfg.rope_dim));
   return w;

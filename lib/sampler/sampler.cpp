@@ -411,6 +411,9 @@ int32_t Sampler::sample(std::span<const float> logits) {
   if (sel < 0 || static_cast<size_t>(sel) >= cand_.size())
     throw InvalidArgument("Sampler::sample: a stage selected index " + std::to_string(sel) + " outside the candidates");
   const int32_t tok = cand_.ids()[sel];
+  if (tok < 0 || static_cast<size_t>(tok) >= logits.size())
+    throw InvalidArgument("Sampler::sample: a stage produced token id " + std::to_string(tok) + " outside the vocabulary [0, " +
+                          std::to_string(logits.size()) + ")");
   accept(tok);
   return tok;
 }

@@ -59,6 +59,18 @@ static int cancel_second_ask(void* user_data) {
   return ++*n == 2;
 }
 
+static dsv4_status stage_bad_status(void* user_data, dsv4_candidates* c) {
+  (void)user_data;
+  (void)c;
+  return (dsv4_status)1234;
+}
+static dsv4_status stage_bad_id(void* user_data, dsv4_candidates* c) {
+  (void)user_data;
+  c->ids[0] = -7;
+  c->selected = 0;
+  return DSV4_OK;
+}
+
 static int g_log_lines = 0, g_log_info = 0;
 static void count_log(int level, const char* message, void* user_data) {
   (void)user_data;
@@ -265,6 +277,27 @@ int main(int argc, char** argv) {
     EXPECT(dsv4_session_save_state(c, NULL, NULL, 0) == DSV4_ERR_INVALID_ARGUMENT);
     remove(file);
     dsv4_session_free(c);
+  }
+
+  /* Values a C caller can store that are not valid: refused, never undefined behaviour. */
+  {
+    dsv4_sampler* bad = NULL;
+    dsv4_sampler_stage_vtable vt;
+    int32_t tok = 0;
+    memset(&vt, 0, sizeof vt);
+    vt.struct_size = sizeof vt;
+    EXPECT(dsv4_sampler_create_empty(1, &bad) == DSV4_OK);
+    EXPECT(dsv4_sampler_add_stage(bad, (dsv4_stage_kind)99, 0.0f) == DSV4_ERR_INVALID_ARGUMENT);
+    EXPECT(dsv4_sampler_add_stage(bad, (dsv4_stage_kind)-1, 0.0f) == DSV4_ERR_INVALID_ARGUMENT);
+    vt.apply = stage_bad_status;
+    EXPECT(dsv4_sampler_add_custom_stage(bad, &vt, NULL) == DSV4_OK);
+    EXPECT(dsv4_sampler_sample(bad, golden, V, &tok) == DSV4_ERR_INVALID_ARGUMENT);
+    dsv4_sampler_free(bad);
+    EXPECT(dsv4_sampler_create_empty(1, &bad) == DSV4_OK);
+    vt.apply = stage_bad_id;
+    EXPECT(dsv4_sampler_add_custom_stage(bad, &vt, NULL) == DSV4_OK);
+    EXPECT(dsv4_sampler_sample(bad, golden, V, &tok) == DSV4_ERR_INVALID_ARGUMENT);
+    dsv4_sampler_free(bad);
   }
 
   /* Logging: a callback receives messages at or above the level; NULL restores stderr. */

@@ -28,7 +28,7 @@ void spit(const std::filesystem::path& p, const std::string& s) {
 }
 }  // namespace
 
-TEST_CASE("a saved session state loads into a new session and continues exactly; bad files change nothing") {
+TEST_CASE("a saved session state loads into a new session and continues exactly, and bad files change nothing") {
   const Golden g = load_golden("official_a");
   const auto model = Model::load(golden_dir("official_a"));
   const auto file = temp_file("a.dsv4s");
