@@ -19,6 +19,13 @@ set(DSV4_CPU_OP_SOURCES
   backend/cpu/moe/moe.cpp
 )
 
+# The relocatable link needs GNU ld's --force-group-allocation (lld lacks it): prefer ld.bfd.
+find_program(DSV4_RELOC_LINKER NAMES ${CMAKE_LIBRARY_ARCHITECTURE}-ld.bfd ld.bfd ${CMAKE_LIBRARY_ARCHITECTURE}-ld ld
+             HINTS /usr/bin NO_CMAKE_FIND_ROOT_PATH)
+if(CMAKE_CROSSCOMPILING OR NOT DSV4_RELOC_LINKER)
+  set(DSV4_RELOC_LINKER ${CMAKE_LINKER})
+endif()
+
 # dsv4_add_cpu_tier(TARGET tier KERNELS file... FLAGS flag...)
 function(dsv4_add_cpu_tier target tier)
   cmake_parse_arguments(T "" "" "KERNELS;FLAGS" ${ARGN})
@@ -39,7 +46,7 @@ function(dsv4_add_cpu_tier target tier)
   set(out ${CMAKE_CURRENT_BINARY_DIR}/${obj}.o)
   add_custom_command(
     OUTPUT ${out}
-    COMMAND ${CMAKE_LINKER} -r --force-group-allocation -o ${out}.partial $<TARGET_OBJECTS:${obj}>
+    COMMAND ${DSV4_RELOC_LINKER} -r --force-group-allocation -o ${out}.partial $<TARGET_OBJECTS:${obj}>
     COMMAND ${CMAKE_OBJCOPY} --keep-global-symbol=dsv4_cpu_make_${tier} ${out}.partial ${out}
     DEPENDS ${obj} $<TARGET_OBJECTS:${obj}>
     COMMAND_EXPAND_LISTS

@@ -20,7 +20,7 @@ if [ "$what" = asan ] || [ "$what" = all ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSV4_SANITIZE=ON -DPython_EXECUTABLE="$python" > build-asan.log
   cmake --build build-asan -j"$jobs" >> build-asan.log
   echo "== ASan + UBSan: the suite"
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest -j"$jobs" -LE "bench|slow" -E "qemu|no_static_init|package" --output-on-failure --timeout 1800)
 fi
 

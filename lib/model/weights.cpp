@@ -98,6 +98,15 @@ class Binder {
     } else {
       expect_shape(t, {rows, cols}, dtype_name(t.info->dtype).data());
     }
+    // safetensors offsets need not be multiples of the element size (the published checkpoints
+    // have F32 tensors at odd offsets): such a matrix is copied once, in its dtype, to aligned
+    // memory, so kernels never read a float or a 16-bit value through a misaligned pointer.
+    const size_t align = w.fmt == WFormat::F32 ? 4 : (w.fmt == WFormat::BF16 || w.fmt == WFormat::F16) ? 2 : 1;
+    if (reinterpret_cast<uintptr_t>(w.data) % align != 0) {
+      const uint64_t bytes = t.info->end - t.info->begin;
+      w.data = small.keep_aligned(t.data, static_cast<size_t>(bytes));
+      log(LogLevel::Debug, "tensor '" + name + "' is stored at a misaligned offset: " + std::to_string(bytes) + " bytes copied to aligned memory");
+    }
     if (w.fmt == WFormat::FP8 || w.fmt == WFormat::FP4) {
       std::string sname = name;
       const std::string suffix = ".weight";
@@ -270,6 +279,12 @@ FVec SmallParams::keep(std::vector<float> v) {
   floats.push_back(std::move(v));  // moving a vector keeps its heap buffer: earlier views stay valid
   return FVec::of(floats.back());
 }
+const uint8_t* SmallParams::keep_aligned(const uint8_t* src, size_t bytes) {
+  realigned.emplace_back((bytes + sizeof(float) - 1) / sizeof(float));
+  std::memcpy(realigned.back().data(), src, bytes);
+  return reinterpret_cast<const uint8_t*>(realigned.back().data());
+}
+
 DVec SmallParams::keep(std::vector<double> v) {
   doubles.push_back(std::move(v));
   return DVec::of(doubles.back());

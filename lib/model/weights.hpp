@@ -115,8 +115,11 @@ struct ModelWeights {
 struct SmallParams {
   std::vector<std::vector<float>> floats;
   std::vector<std::vector<double>> doubles;
+  std::vector<std::vector<float>> realigned;  // byte copies of tensors stored at misaligned offsets
   FVec keep(std::vector<float> v);
   DVec keep(std::vector<double> v);
+  // A copy of `bytes` bytes at an address aligned for any element type (same dtype, not decoded).
+  const uint8_t* keep_aligned(const uint8_t* src, size_t bytes);
 };
 
 // Binds every tensor the config implies, checking dtype and shape; small parameters are decoded

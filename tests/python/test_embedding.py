@@ -44,6 +44,25 @@ def test_tokens_from_any_integer_sequence_or_buffer(model):
             dsv4.Session(model).forward(bad)
 
 
+def test_array_protocols_as_torch_tensors_use_them(model):
+    ids = np.array([0, 17, 4, 99, 3], dtype=np.int64)
+    ref = dsv4.Session(model).forward(ids)
+
+    class OnlyArray:  # __array__ only (torch.Tensor has it)
+        def __array__(self, dtype=None, copy=None):
+            return ids
+
+    class OnlyDLPack:  # __dlpack__ only (the DLPack protocol torch and JAX speak)
+        def __dlpack__(self, stream=None):
+            return ids.__dlpack__()
+
+        def __dlpack_device__(self):
+            return ids.__dlpack_device__()
+    assert np.array_equal(dsv4.Session(model).forward(OnlyArray()), ref)
+    if hasattr(np, "from_dlpack"):
+        assert np.array_equal(dsv4.Session(model).forward(OnlyDLPack()), ref)
+
+
 def test_torch_cpu_tensor_when_torch_is_installed(model):
     torch = pytest.importorskip("torch")
     ids = [0, 17, 4, 99, 3]

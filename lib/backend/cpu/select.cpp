@@ -2,6 +2,9 @@
 #include "backend/cpu/select.hpp"
 
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #if defined(__aarch64__)
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMDDP
@@ -112,7 +115,10 @@ bool cpu_tier_runs(const std::string& tier) {
   if (tier == "portable") return true;
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+  // F16C straight from CPUID leaf 1 (ECX bit 29): not every compiler's __builtin_cpu_supports knows it.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & (1u << 29)) != 0;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c &&
                     __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
   if (tier == "avx2") return avx2;
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
