@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "backend/cpu/cpu_backend.hpp"
+#include "util/checked.hpp"
 
 namespace dsv4::DSV4_CPU_NS {
 
@@ -21,8 +22,11 @@ constexpr int64_t kRowsRound = 512;  // scratch sized in steps of this many rows
 }  // namespace
 
 size_t CpuBackend::attention_scratch_floats(int64_t W, int64_t hd, int64_t hb, int64_t max_entries) {
-  const int64_t cap = (W + max_entries + kRowsRound - 1) / kRowsRound * kRowsRound;
-  return static_cast<size_t>(cap * hd + hb * cap);
+  // Saturating: a max_context near 2^62 gives SIZE_MAX (then a CapacityError), never a wrapped size.
+  constexpr size_t round = static_cast<size_t>(kRowsRound);
+  const size_t rows = sat_add(sat_add(sat_size(W), sat_size(max_entries)), round - 1);
+  const size_t cap = rows == SIZE_MAX ? SIZE_MAX : rows / round * round;
+  return sat_add(sat_mul(cap, sat_size(hd)), sat_mul(sat_size(hb), cap));
 }
 
 void CpuBackend::attention(const AttentionArgs& a) {

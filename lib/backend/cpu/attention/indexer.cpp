@@ -8,6 +8,7 @@
 #endif
 
 #include "backend/cpu/cpu_backend.hpp"
+#include "util/checked.hpp"
 
 namespace dsv4::DSV4_CPU_NS {
 
@@ -72,7 +73,8 @@ void select_top(const IndexerArgs& a, int64_t vis, const float* score, int32_t* 
 }  // namespace
 
 size_t CpuBackend::indexer_scratch_floats(int64_t max_vis, int64_t nI) {
-  return static_cast<size_t>(max_vis * nI + 2 * max_vis + 1 + nI);
+  const size_t v = sat_size(max_vis), n = sat_size(nI);
+  return sat_add(sat_add(sat_mul(v, n), sat_mul(2, v)), sat_add(1, n));
 }
 
 void CpuBackend::indexer_select(const IndexerArgs& a) {
