@@ -308,6 +308,34 @@ struct PyTextStream {
   std::unique_ptr<dsv4::TextStream> ts;
 };
 
+// A text generation on the session (`run(cb)`, without the GIL): on_delta may return False to
+// cancel; Ctrl-C and the Session.set_cancel callable stop it too (KeyboardInterrupt carries the
+// result so far as `partial`). Returns the result dict.
+using DeltaFn = std::function<bool(const dsv4::GenerationDelta&)>;
+py::dict run_text(PySession& ps, const std::optional<py::function>& on_delta,
+                  const std::function<dsv4::GenerationResult(const DeltaFn&)>& run) {
+  SignalWatch watch;
+  const DeltaFn cb = [&](const dsv4::GenerationDelta& d) {
+    if (on_delta) {
+      py::gil_scoped_acquire gil;
+      py::object r = (*on_delta)(delta_obj(d));
+      if (!(r.is_none() || r.cast<bool>())) return false;
+    }
+    return watch.ok();
+  };
+  dsv4::GenerationResult r;
+  try {
+    CancelScope scope(ps, watch);
+    py::gil_scoped_release nogil;
+    r = run(cb);
+  } catch (const dsv4::CancelledError&) {
+    watch.raise_if_hit(py::none());  // stopped inside the prompt
+    throw;
+  }
+  watch.raise_if_hit(result_obj(r));
+  return result_obj(r);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_dsv4, m) {
@@ -725,26 +753,7 @@ the tokens fed before that stay fed and the session stays usable.)doc")
              const auto gp = gen_params(max_tokens, stop, stop_tokens, logprobs, seed, temperature, top_k, top_p, min_p, repetition_penalty);
              const auto chat = to_chat(msgs);
              const auto mode = dsv4::parse_think_mode(think);
-             SignalWatch watch;
-             std::function<bool(const dsv4::GenerationDelta&)> cb = [&](const dsv4::GenerationDelta& d) {
-               if (on_delta) {
-                 py::gil_scoped_acquire gil;
-                 py::object r = (*on_delta)(delta_obj(d));
-                 if (!(r.is_none() || r.cast<bool>())) return false;
-               }
-               return watch.ok();
-             };
-             dsv4::GenerationResult r;
-             try {
-               CancelScope scope(ps, watch);
-               py::gil_scoped_release nogil;
-               r = dsv4::generate_chat(s, tok, chat, mode, gp, cb);
-             } catch (const dsv4::CancelledError&) {
-               watch.raise_if_hit(py::none());  // stopped inside the prompt
-               throw;
-             }
-             watch.raise_if_hit(result_obj(r));
-             return result_obj(r);
+             return run_text(ps, on_delta, [&](const DeltaFn& cb) { return dsv4::generate_chat(s, tok, chat, mode, gp, cb); });
            }, "tokenizer"_a, "messages"_a, "think"_a = "none", "max_tokens"_a = 256, "stop"_a = std::vector<std::string>{},
            "stop_tokens"_a = std::vector<int32_t>{}, "logprobs"_a = -1, "seed"_a = 0, "temperature"_a = 1.0f, "top_k"_a = 0, "top_p"_a = 1.0f,
            "min_p"_a = 0.0f, "repetition_penalty"_a = 1.0f, "on_delta"_a = py::none(),
@@ -757,26 +766,7 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
              dsv4::Session& s = ps.get();
              CallLock lk = lock_session(ps, "Session call");
              const auto gp = gen_params(max_tokens, stop, stop_tokens, logprobs, seed, temperature, top_k, top_p, min_p, repetition_penalty);
-             SignalWatch watch;
-             std::function<bool(const dsv4::GenerationDelta&)> cb = [&](const dsv4::GenerationDelta& d) {
-               if (on_delta) {
-                 py::gil_scoped_acquire gil;
-                 py::object r = (*on_delta)(delta_obj(d));
-                 if (!(r.is_none() || r.cast<bool>())) return false;
-               }
-               return watch.ok();
-             };
-             dsv4::GenerationResult r;
-             try {
-               CancelScope scope(ps, watch);
-               py::gil_scoped_release nogil;
-               r = dsv4::generate_text(s, tok, prompt, gp, cb);
-             } catch (const dsv4::CancelledError&) {
-               watch.raise_if_hit(py::none());  // stopped inside the prompt
-               throw;
-             }
-             watch.raise_if_hit(result_obj(r));
-             return result_obj(r);
+             return run_text(ps, on_delta, [&](const DeltaFn& cb) { return dsv4::generate_text(s, tok, prompt, gp, cb); });
            }, "tokenizer"_a, "prompt"_a, "max_tokens"_a = 256, "stop"_a = std::vector<std::string>{}, "stop_tokens"_a = std::vector<int32_t>{},
            "logprobs"_a = -1, "seed"_a = 0, "temperature"_a = 1.0f, "top_k"_a = 0, "top_p"_a = 1.0f, "min_p"_a = 0.0f,
            "repetition_penalty"_a = 1.0f, "on_delta"_a = py::none(), "Plain-text completion (no chat format); returns what chat() returns.")
