@@ -42,7 +42,6 @@ uint64_t Engine::step_buffer_bytes() const { return fw_.buffer_bytes(); }
 void Engine::run(std::span<StepItem> items, Profile* prof, const StepObserver* obs) {
   std::lock_guard<std::mutex> lk(mu_);
   const int64_t V = c_.vocab_size;
-  done_.assign(items.size(), 0);
   for (StepItem& it : items) {
     it.done = 0;
     it.cancelled = false;
@@ -57,9 +56,9 @@ void Engine::run(std::span<StepItem> items, Profile* prof, const StepObserver* o
     bool unlimited = false;
     for (size_t i = 0; i < items.size() && rows < max_rows_; ++i) {
       const StepItem& it = items[i];
-      const int64_t left = static_cast<int64_t>(it.tokens.size()) - done_[i];
+      const int64_t left = static_cast<int64_t>(it.tokens.size()) - it.done;
       if (left <= 0 || it.cancelled) continue;
-      if (it.cancel != nullptr && done_[i] > 0) {
+      if (it.cancel != nullptr && it.done > 0) {
         bool stop = false;
         try {
           stop = (*it.cancel)();
@@ -91,7 +90,7 @@ void Engine::run(std::span<StepItem> items, Profile* prof, const StepObserver* o
     StepSeq* seqs = step_.seqv();
     for (const auto& [i, n] : take_) {
       StepItem& it = items[static_cast<size_t>(i)];
-      const int64_t d = done_[static_cast<size_t>(i)], row0 = step_.rows;
+      const int64_t d = it.done, row0 = step_.rows;
       seqs[step_.seqs] = {it.seq->device_desc(), it.pos + d, static_cast<int32_t>(row0), static_cast<int32_t>(n)};
       for (int64_t r = 0; r < n; ++r) {
         ids[row0 + r] = it.tokens[static_cast<size_t>(d + r)];
@@ -117,12 +116,11 @@ void Engine::run(std::span<StepItem> items, Profile* prof, const StepObserver* o
       be_->download(dest_[k].first, fw_.logits() + static_cast<int64_t>(k) * V, static_cast<size_t>(V) * sizeof(float));
     for (const auto& [i, n] : take_) {
       StepItem& it = items[static_cast<size_t>(i)];
-      done_[static_cast<size_t>(i)] += n;
-      it.done = done_[static_cast<size_t>(i)];
-      if (it.all_logits && (it.cancel != nullptr || done_[static_cast<size_t>(i)] == static_cast<int64_t>(it.tokens.size())))
+      it.done += n;
+      if (it.all_logits && (it.cancel != nullptr || it.done == static_cast<int64_t>(it.tokens.size())))
         // The last row once more into `last`: a second download of the same backend row.
         for (size_t k = 0; k < dest_.size(); ++k)
-          if (dest_[k].second == i && dest_[k].first == it.logits + (done_[static_cast<size_t>(i)] - 1) * V)
+          if (dest_[k].second == i && dest_[k].first == it.logits + (it.done - 1) * V)
             be_->download(it.last, fw_.logits() + static_cast<int64_t>(k) * V, static_cast<size_t>(V) * sizeof(float));
     }
   }

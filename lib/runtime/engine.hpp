@@ -53,7 +53,7 @@ struct StepItem {
   // item with a cancel check writes its last row's logits into `last`, so a cancelled item is
   // left consistent: `done` rows fed, `last` = the logits of row done-1.
   const std::function<bool()>* cancel = nullptr;
-  int64_t done = 0;                   // out: rows fed
+  int64_t done = 0;                   // out: rows fed (the engine's progress through the item)
   bool cancelled = false;             // out
   std::exception_ptr cancel_error;    // out: what the cancel check threw (it then counts as cancelled)
 };
@@ -81,7 +81,6 @@ class Engine {
   Forward fw_;
   int64_t max_rows_;
   HostStep step_;
-  std::vector<int64_t> done_;                     // per item: tokens fed so far in this run
   std::vector<std::pair<float*, int64_t>> dest_;  // per output row: host destination, item
   std::vector<std::pair<int32_t, int64_t>> take_; // per sequence of the step: item, rows
 };
