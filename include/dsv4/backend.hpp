@@ -22,6 +22,12 @@ struct LoadOptions {
   std::string cpu_tier;         // CPU kernel tier: "" / "auto" = the best this CPU runs; or a lower one to force it
                                 // ("portable", "avx2", "avx512", "avx512vnni"; "neon", "neondot" on AArch64)
   int64_t max_batch = 512;      // most rows (tokens of all sessions together) one step carries; bounds step buffers
+  // The pool every session's cache blocks come from (sessions grow block by block as their
+  // position advances). cache_pool_bytes: its budget, shared by all sessions of the model; 0 =
+  // automatic: 90% of the backend's memory less the weights bound to it, and at least a quarter
+  // of that memory. A session that would pass it gets a CapacityError before any state changes.
+  uint64_t cache_pool_bytes = 0;
+  int64_t cache_block_tokens = 0;  // positions per block; 0 = 1024 (must be a multiple of every compression ratio)
   // Called during loading with the fraction done (0 … 1) and what is being done. May be empty.
   std::function<void(double fraction, std::string_view stage)> progress;
 };

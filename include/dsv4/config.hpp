@@ -18,6 +18,20 @@ namespace dsv4 {
 enum class AttnKind { Sliding, CSA, HCA };  // sliding window only / +overlapping m=4 + indexer / +plain
 enum class MoeKind { Hash, TopK };          // routing by token id table / by top-k of scores + bias
 
+// How a session stores the part of its state that grows with the context: the compressed
+// attention entries and the indexer keys. (The sliding-window rows and the compressors' partial
+// windows are a fixed few MiB and stay f32 in every type.)
+enum class CacheType {
+  F32,   // exact: the results the goldens are checked with (the default)
+  BF16,  // entries and keys in bf16: half of f32
+  FP8,   // DeepSeek's entry layout (e4m3 with a UE8M0 scale per 64 values, rotary dims bf16) and
+         // int8 indexer keys with an f32 scale: about a quarter of f32
+};
+// "f32", "bf16", "fp8".
+DSV4_API const char* cache_type_name(CacheType t);
+// The inverse of cache_type_name; throws InvalidArgument naming the accepted values.
+DSV4_API CacheType parse_cache_type(std::string_view name);
+
 struct RopeParams {
   double theta = 10000.0;
   bool yarn = false;

@@ -52,6 +52,14 @@ struct ModelStats {
   std::string layout;                          // "published" or "huggingface"
 };
 
+struct CachePoolStats {
+  uint64_t limit_bytes = 0;   // the budget (UINT64_MAX: none)
+  uint64_t in_use_bytes = 0;  // blocks held by sessions
+  uint64_t free_bytes = 0;    // blocks kept for reuse (allocated, held by no session)
+  uint64_t peak_bytes = 0;    // most ever allocated (in use + free)
+  int64_t block_tokens = 0;   // positions per block
+};
+
 class DSV4_API Model {
  public:
   // Loads config.json and the safetensors (single or sharded) of `dir`; binds and checks every
@@ -65,8 +73,13 @@ class DSV4_API Model {
 
   const ModelConfig& config() const;
   ModelStats stats() const;
-  // Bytes a Session needs for its caches at `context` tokens (excluding per-call scratch).
-  uint64_t session_state_bytes(int64_t context) const;
+  // Bytes a Session's state holds at `context` tokens in `type` (its fixed part and the cache
+  // blocks that context needs; per-call scratch excluded).
+  uint64_t session_state_bytes(int64_t context, CacheType type = CacheType::F32) const;
+  // The cache pool shared by this model's sessions (LoadOptions::cache_pool_bytes).
+  CachePoolStats cache_pool() const;
+  // Returns the pool's free blocks to the backend (the next session that grows allocates anew).
+  void trim_cache_pool() const;
   // The backend this model is bound to: what it is, what it supports, what memory it holds.
   BackendInfo backend_info() const;
   const LoadOptions& load_options() const;
@@ -82,7 +95,9 @@ class DSV4_API Model {
 struct SessionOptions {
   int threads = 0;            // most of the model's worker threads this session's steps use; 0 = all
                               // (the pool itself is sized by LoadOptions::threads)
-  int64_t max_context = 0;    // cache capacity in tokens; 0 = min(max_position_embeddings, 16384)
+  int64_t max_context = 0;    // most tokens the session may hold; 0 = the model's max_position_embeddings (16384 if unset).
+                              // Memory grows with the position, a block at a time, not for max_context up front.
+  CacheType cache_type = CacheType::F32;  // how compressed entries and indexer keys are stored
   int64_t max_batch = 512;    // longest run of this session's tokens in one step (also capped by LoadOptions::max_batch)
   bool profile = false;       // accumulate time per op family (Session::profile())
 };
@@ -121,7 +136,9 @@ struct GenerateResult {
 };
 
 struct SessionMemory {
-  uint64_t state_bytes = 0;    // this session's caches: window rows, compressor state, compressed entries, indexer keys
+  uint64_t state_bytes = 0;    // this session's state now: window rows, compressor state, and the cache blocks
+                               // (compressed entries, indexer keys) it holds from the model's pool
+  uint64_t state_max_bytes = 0;  // what the state would hold at max_context (not allocated; an upper bound)
   uint64_t scratch_bytes = 0;  // step buffers and per-thread scratch of the model's backend, shared by all its
                                // sessions (grows to the largest step, then fixed)
   uint64_t logits_bytes = 0;   // this session's host logits

@@ -14,13 +14,37 @@
 
 namespace dsv4 {
 
+// How a compressed entry (or indexer key) is stored; the codecs are in quant/cache_format.hpp.
+enum class EntryFormat : uint8_t {
+  F32,   // width floats (exact)
+  BF16,  // width bf16 values
+  FP8,   // (width - rope) e4m3 values with a UE8M0 scale per 64, then the rope dims as bf16
+  I8,    // width int8 values and one f32 scale (the indexer's compact keys)
+};
+
+// Where the compressed entries of one compressor of one sequence live: entry w is in block
+// w / per_block of the sequence's block table, at byte offset + (w % per_block) · stride. Blocks
+// come from the engine's pool as the position advances (runtime/block_pool.hpp); the table has a
+// slot for every block the sequence's capacity can need, filled before a step writes there.
+struct EntryTable {
+  unsigned char* const* blocks = nullptr;  // [capacity blocks] backend addresses (backend memory)
+  size_t offset = 0;                       // bytes from a block's start to this compressor's entries
+  int32_t stride = 0;                      // bytes per entry
+  int32_t per_block = 0;                   // entries per block
+  EntryFormat fmt = EntryFormat::F32;
+  int32_t width = 0, rope = 0;             // values per entry; trailing rotary dims of them
+  unsigned char* at(int64_t w) const {
+    return blocks[w / per_block] + offset + static_cast<size_t>(w % per_block) * static_cast<size_t>(stride);
+  }
+};
+
 // One compressor's state of one sequence (model.md §8), all backend memory.
 struct CompressorBufs {
   float* pend_kv = nullptr;  // [m, c·width] rows of the unfinished window
   float* pend_g = nullptr;   // [m, c·width] gates (ape added)
   float* prev_kv = nullptr;  // [m, width] Ca half of the last complete window (overlap only)
   float* prev_g = nullptr;
-  float* entries = nullptr;  // [capacity / m + 1, width]: entry w pools window w
+  EntryTable entries;        // entry w pools window w
 };
 
 // One sequence's state in one layer.

@@ -355,4 +355,19 @@ std::string ModelConfig::summary() const {
   return o.str();
 }
 
+const char* cache_type_name(CacheType t) {
+  switch (t) {
+    case CacheType::F32: return "f32";
+    case CacheType::BF16: return "bf16";
+    case CacheType::FP8: return "fp8";
+  }
+  return "?";
+}
+
+CacheType parse_cache_type(std::string_view name) {
+  for (CacheType t : {CacheType::F32, CacheType::BF16, CacheType::FP8})
+    if (name == cache_type_name(t)) return t;
+  throw InvalidArgument("unknown cache type '" + std::string(name) + "' (use f32, bf16 or fp8)");
+}
+
 }  // namespace dsv4

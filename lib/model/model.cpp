@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -23,7 +24,13 @@ std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, std::uniq
   if (o.max_batch <= 0) throw InvalidArgument("LoadOptions::max_batch must be positive");
   report(o, 0.6, "binding weights to the backend");
   if (!backend) backend = make_backend(o);
-  impl->engine = std::make_unique<Engine>(impl->cfg, impl->w, std::move(backend), o.max_batch);
+  impl->engine = std::make_unique<Engine>(impl->cfg, impl->w, std::move(backend), o.max_batch, o.cache_pool_bytes,
+                                          o.cache_block_tokens);
+  if (o.cache_pool_bytes == 0) {  // automatic budget: 90% of the backend's memory less the weights, at least a quarter
+    const BackendInfo b = impl->engine->backend().info();
+    const double total = static_cast<double>(b.memory_total), weights = static_cast<double>(b.weight_bytes);
+    if (total > 0) impl->engine->pool().set_limit(static_cast<uint64_t>(std::max(0.9 * total - weights, 0.25 * total)));
+  }
   const unsigned hw = std::thread::hardware_concurrency();
   if (o.threads > 0 && hw > 0 && static_cast<unsigned>(o.threads) > hw)
     log(LogLevel::Warning, std::to_string(o.threads) + " worker threads requested but this machine has " + std::to_string(hw) +
@@ -99,6 +106,21 @@ ModelStats Model::stats() const {
   return st;
 }
 
-uint64_t Model::session_state_bytes(int64_t context) const { return StateLayout::make(impl_->cfg, context).bytes; }
+uint64_t Model::session_state_bytes(int64_t context, CacheType type) const {
+  return impl_->engine->layout(context, type).bytes_at(context);
+}
+
+CachePoolStats Model::cache_pool() const {
+  const PoolStats p = impl_->engine->pool().stats();
+  CachePoolStats s;
+  s.limit_bytes = p.limit_bytes;
+  s.in_use_bytes = p.in_use_bytes;
+  s.free_bytes = p.free_bytes;
+  s.peak_bytes = p.peak_bytes;
+  s.block_tokens = impl_->engine->layout(0, CacheType::F32).block_tokens;
+  return s;
+}
+
+void Model::trim_cache_pool() const { impl_->engine->pool().trim(); }
 
 }  // namespace dsv4

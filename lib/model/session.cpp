@@ -6,6 +6,7 @@
 
 #include "model/model_impl.hpp"
 #include "model/session_internal.hpp"
+#include "quant/cache_format.hpp"
 
 namespace dsv4 {
 
@@ -26,11 +27,15 @@ struct Session::Impl {
 
   Impl(std::shared_ptr<const Model> mdl, SessionOptions o)
       : model(std::move(mdl)), m(model_impl(*model)), c(m.cfg), engine(model_engine(*model)), opt(o) {
-    if (opt.max_context <= 0)
-      opt.max_context = std::min<int64_t>(c.max_position_embeddings > 0 ? c.max_position_embeddings : 16384, 16384);
+    if (opt.max_context <= 0) opt.max_context = c.max_position_embeddings > 0 ? c.max_position_embeddings : 16384;
+    if (c.max_position_embeddings > 0 && opt.max_context > c.max_position_embeddings)
+      throw CapacityError("SessionOptions::max_context " + std::to_string(opt.max_context) + " exceeds the model's maximum context of " +
+                          std::to_string(c.max_position_embeddings) + " tokens (max_position_embeddings)");
     if (opt.max_batch <= 0) throw InvalidArgument("SessionOptions::max_batch must be positive");
     if (opt.threads < 0) throw InvalidArgument("SessionOptions::threads must be >= 0 (0: all of the model's threads)");
-    seq = engine.new_sequence(opt.max_context);
+    if (opt.cache_type != CacheType::F32 && opt.cache_type != CacheType::BF16 && opt.cache_type != CacheType::FP8)
+      throw InvalidArgument("SessionOptions::cache_type " + std::to_string(static_cast<int>(opt.cache_type)) + " is not a CacheType");
+    seq = engine.new_sequence(opt.max_context, opt.cache_type);
     last.assign(static_cast<size_t>(c.vocab_size), 0.0f);
   }
 
@@ -93,7 +98,9 @@ std::span<const float> Session::forward(std::span<const int32_t> tokens, Logits 
   return impl_->forward(tokens, which);
 }
 void Session::reset() {
-  impl_->pos = 0;  // every count derives from the position: nothing else to clear
+  std::lock_guard<std::mutex> lk(impl_->engine.mutex());
+  impl_->seq->shrink(0);  // the blocks go back to the model's pool
+  impl_->pos = 0;         // every count derives from the position: nothing else to clear
   impl_->has_last = false;
 }
 int64_t Session::position() const { return impl_->pos; }
@@ -105,7 +112,8 @@ void Session::set_cancel_callback(CancelCallback cancel) { impl_->cancel = std::
 
 SessionMemory Session::memory() const {
   SessionMemory mem;
-  mem.state_bytes = impl_->seq->layout().bytes;
+  mem.state_bytes = impl_->seq->committed_bytes();
+  mem.state_max_bytes = impl_->seq->layout().bytes_at(impl_->opt.max_context);
   mem.scratch_bytes = impl_->engine.step_buffer_bytes() + impl_->engine.backend().scratch_bytes();
   mem.logits_bytes = (impl_->logits.capacity() + impl_->last.capacity()) * sizeof(float);
   return mem;
@@ -177,27 +185,6 @@ uint64_t SessionSnapshot::bytes() const { return d_->bytes(); }
 
 namespace {
 
-// Copies a sequence's live state (ring, compressor state, the entries made before `pos`) through
-// `fn(layer_offset_ptr, floats, host_vector)`: one function for save, load and fill.
-template <class F>
-void each_part(const SequenceState& seq, int64_t pos, F&& fn) {
-  const StateLayout& L = seq.layout();
-  const auto& d = seq.desc();
-  for (size_t l = 0; l < L.layers.size(); ++l) {
-    fn(l, 0, d[l].ring, L.ring_floats);
-    auto comp = [&](int which, const StateLayout::Comp& cp, const CompressorBufs& b) {
-      if (!cp.present) return;
-      fn(l, which + 0, b.pend_kv, cp.pend_floats());
-      fn(l, which + 1, b.pend_g, cp.pend_floats());
-      fn(l, which + 2, b.prev_kv, cp.prev_floats());
-      fn(l, which + 3, b.prev_g, cp.prev_floats());
-      fn(l, which + 4, b.entries, cp.entry_floats(pos / cp.ratio));
-    };
-    comp(1, L.layers[l].comp, d[l].comp);
-    comp(6, L.layers[l].index, d[l].index);
-  }
-}
-
 template <class D>
 auto& part_of(D& d, size_t l, int which) {
   auto& L = d.layers[l];
@@ -212,21 +199,73 @@ auto& part_of(D& d, size_t l, int which) {
   }
 }
 
+// One piece of a sequence's live state: `words` 4-byte words at `ptr` (backend memory), which are
+// words [offset, offset + words) of snapshot vector `which` of `layer` (0 ring; 1-5 pend_kv,
+// pend_g, prev_kv, prev_g, entries of the attention compressor; 6-10 the indexer's). An entries
+// vector comes in one piece per block; `entry` describes its format (null for the f32 parts).
+struct Piece {
+  size_t layer = 0;
+  int which = 0;
+  size_t offset = 0, words = 0;
+  unsigned char* ptr = nullptr;
+  const StateLayout::Comp* entry = nullptr;
+};
+
+// Visits every piece of the state at `pos` in snapshot order (the blocks must be held).
+template <class F>
+void each_piece(const SequenceState& seq, int64_t pos, F&& fn) {
+  const StateLayout& L = seq.layout();
+  const auto& d = seq.desc();
+  const auto& blocks = seq.block_list();
+  auto flat = [&](size_t l, int which, void* p, size_t floats) {
+    fn(Piece{l, which, 0, floats, static_cast<unsigned char*>(p), nullptr});
+  };
+  for (size_t l = 0; l < L.layers.size(); ++l) {
+    flat(l, 0, d[l].ring, L.ring_floats);
+    auto comp = [&](int which, const StateLayout::Comp& cp, const CompressorBufs& b) {
+      if (!cp.present) return;
+      flat(l, which + 0, b.pend_kv, cp.pend_floats());
+      flat(l, which + 1, b.pend_g, cp.pend_floats());
+      flat(l, which + 2, b.prev_kv, cp.prev_floats());
+      flat(l, which + 3, b.prev_g, cp.prev_floats());
+      const int64_t n = pos / cp.ratio, wpe = cp.stride / 4;
+      if (n == 0) fn(Piece{l, which + 4, 0, 0, nullptr, &cp});
+      for (int64_t w0 = 0; w0 < n; w0 += cp.per_block) {
+        const int64_t k = std::min(cp.per_block, n - w0);
+        const size_t blk = static_cast<size_t>(w0 / cp.per_block);
+        fn(Piece{l, which + 4, static_cast<size_t>(w0 * wpe), static_cast<size_t>(k * wpe),
+                 blk < blocks.size() ? blocks[blk] + cp.entries : nullptr, &cp});
+      }
+    };
+    comp(1, L.layers[l].comp, d[l].comp);
+    comp(6, L.layers[l].index, d[l].index);
+  }
+}
+
+// Word count of every snapshot vector at `pos` (each vector sized, values unset).
+SessionSnapshot::Data shape_at(const SequenceState& seq, int64_t pos) {
+  SessionSnapshot::Data shape;
+  shape.layers.resize(seq.layout().layers.size());
+  each_piece(seq, pos, [&](const Piece& p) {
+    auto& v = part_of(shape, p.layer, p.which);
+    v.resize(std::max(v.size(), p.offset + p.words));
+  });
+  return shape;
+}
+
 }  // namespace
 
 SessionSnapshot Session::snapshot() const {
   const Impl& s = *impl_;
-  auto d = std::make_shared<SessionSnapshot::Data>();
+  std::lock_guard<std::mutex> lk(s.engine.mutex());
+  auto d = std::make_shared<SessionSnapshot::Data>(shape_at(*s.seq, s.pos));
   d->model = s.model.get();
   d->pos = s.pos;
+  d->cache_type = s.opt.cache_type;
   if (s.has_last) d->last = s.last;
-  d->layers.resize(static_cast<size_t>(s.c.num_layers));
   Backend& be = s.engine.backend();
-  std::lock_guard<std::mutex> lk(s.engine.mutex());
-  each_part(*s.seq, s.pos, [&](size_t l, int which, const float* src, size_t n) {
-    std::vector<float>& v = part_of(*d, l, which);
-    v.resize(n);
-    be.download(v.data(), src, n * sizeof(float));
+  each_piece(*s.seq, s.pos, [&](const Piece& p) {
+    if (p.words > 0) be.download(part_of(*d, p.layer, p.which).data() + p.offset, p.ptr, p.words * 4);
   });
   return SessionSnapshot(std::move(d));
 }
@@ -235,16 +274,21 @@ void Session::restore(const SessionSnapshot& snap) {
   Impl& s = *impl_;
   const auto& d = snap.data();
   if (d.model != s.model.get()) throw InvalidArgument("restore: the snapshot was taken from a session of another model");
+  if (d.cache_type != s.opt.cache_type)
+    throw InvalidArgument(std::string("restore: the snapshot holds a ") + cache_type_name(d.cache_type) + " cache; this session's is " +
+                          cache_type_name(s.opt.cache_type) + " (create the session with the snapshot's cache_type)");
   if (d.pos > s.opt.max_context)
     throw CapacityError("restore: snapshot at position " + std::to_string(d.pos) + " exceeds this session's max_context " +
                         std::to_string(s.opt.max_context));
   Backend& be = s.engine.backend();
   {
     std::lock_guard<std::mutex> lk(s.engine.mutex());
-    each_part(*s.seq, d.pos, [&](size_t l, int which, float* dst, size_t n) {
-      const std::vector<float>& v = part_of(d, l, which);
-      be.upload(dst, v.data(), std::min(n, v.size()) * sizeof(float));
+    s.engine.grow_locked(*s.seq, d.pos, "restore");  // all or nothing, before anything is written
+    each_piece(*s.seq, d.pos, [&](const Piece& p) {
+      const std::vector<float>& v = part_of(d, p.layer, p.which);
+      if (p.words > 0 && v.size() >= p.offset + p.words) be.upload(p.ptr, v.data() + p.offset, p.words * 4);
     });
+    s.seq->shrink(s.seq->layout().blocks_for(d.pos));
   }
   s.pos = d.pos;
   s.has_last = !d.last.empty();
@@ -258,17 +302,16 @@ void Session::save_state(const std::filesystem::path& file, std::string_view met
 std::string Session::load_state(const std::filesystem::path& file) {
   Impl& s = *impl_;
   std::string metadata;
-  auto d = std::make_shared<SessionSnapshot::Data>(read_state_file(file, *s.model, [&](int64_t pos) {
+  auto d = std::make_shared<SessionSnapshot::Data>(read_state_file(file, *s.model, s.opt.cache_type, [&](int64_t pos) {
     if (pos > s.opt.max_context)
       throw CapacityError("session state " + file.string() + " holds " + std::to_string(pos) + " tokens; this session's max_context is " +
                           std::to_string(s.opt.max_context) + " (raise SessionOptions::max_context)");
-    SessionSnapshot::Data shape;
-    shape.layers.resize(static_cast<size_t>(s.c.num_layers));
-    each_part(*s.seq, pos, [&](size_t l, int which, const float*, size_t n) { part_of(shape, l, which).resize(n); });
+    const SessionSnapshot::Data shape = shape_at(*s.seq, pos);
     std::vector<uint64_t> sizes;
     SessionSnapshot::Data::each_vector(shape, [&](const std::vector<float>& v) { sizes.push_back(v.size()); });
     return sizes;
   }, &metadata));
+  d->model = s.model.get();
   restore(SessionSnapshot(std::move(d)));
   return metadata;
 }
@@ -280,11 +323,15 @@ std::unique_ptr<Session> Session::fork() const {
   Backend& be = s.engine.backend();
   {
     std::lock_guard<std::mutex> lk(s.engine.mutex());
-    // Backend to backend, part by part: the live state only.
-    std::vector<float*> dst;
-    each_part(*o.seq, s.pos, [&](size_t, int, float* p, size_t) { dst.push_back(p); });
+    s.engine.grow_locked(*o.seq, s.pos, "fork");
+    // Backend to backend, piece by piece: the live state only (both have the same layout).
+    std::vector<unsigned char*> dst;
+    each_piece(*o.seq, s.pos, [&](const Piece& p) { dst.push_back(p.ptr); });
     size_t k = 0;
-    each_part(*s.seq, s.pos, [&](size_t, int, const float* src, size_t n) { be.copy(dst[k++], src, n * sizeof(float)); });
+    each_piece(*s.seq, s.pos, [&](const Piece& p) {
+      if (p.words > 0) be.copy(dst[k], p.ptr, p.words * 4);
+      ++k;
+    });
   }
   o.pos = s.pos;
   o.has_last = s.has_last;
@@ -297,19 +344,36 @@ void SessionAccess::fill_random(Session& session, int64_t position, uint64_t see
   if (position < 0 || position > s.opt.max_context)
     throw InvalidArgument("fill_random: position " + std::to_string(position) + " outside [0, max_context]");
   uint64_t z = seed * 0x9e3779b97f4a7c15ull + 1;
-  std::vector<float> buf;
+  auto next = [&] {
+    z ^= z << 13;
+    z ^= z >> 7;
+    z ^= z << 17;
+    return static_cast<float>(static_cast<int64_t>(z >> 40) - (1 << 23)) * (1.0f / (1 << 23));
+  };
+  std::vector<float> buf, row;
+  std::vector<unsigned char> enc;
   Backend& be = s.engine.backend();
   std::lock_guard<std::mutex> lk(s.engine.mutex());
-  each_part(*s.seq, position, [&](size_t, int, float* dst, size_t n) {
-    buf.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-      z ^= z << 13;
-      z ^= z >> 7;
-      z ^= z << 17;
-      buf[i] = static_cast<float>(static_cast<int64_t>(z >> 40) - (1 << 23)) * (1.0f / (1 << 23));
+  s.engine.grow_locked(*s.seq, position, "fill_random");
+  each_piece(*s.seq, position, [&](const Piece& p) {
+    if (p.words == 0) return;
+    if (p.entry == nullptr || p.entry->fmt == EntryFormat::F32) {
+      buf.resize(p.words);
+      for (float& v : buf) v = next();
+      be.upload(p.ptr, buf.data(), p.words * 4);
+      return;
     }
-    be.upload(dst, buf.data(), n * sizeof(float));
+    const StateLayout::Comp& c = *p.entry;  // random values, stored in the entry format
+    const size_t n = p.words * 4 / static_cast<size_t>(c.stride);
+    row.resize(static_cast<size_t>(c.width));
+    enc.resize(p.words * 4);
+    for (size_t e = 0; e < n; ++e) {
+      for (float& v : row) v = next();
+      quant::encode_entry(c.fmt, row.data(), c.width, c.rope, enc.data() + e * static_cast<size_t>(c.stride));
+    }
+    be.upload(p.ptr, enc.data(), enc.size());
   });
+  s.seq->shrink(s.seq->layout().blocks_for(position));
   s.pos = position;
   s.has_last = false;
 }

@@ -5,11 +5,13 @@
 //   u32       format version (1)
 //   u32       H: bytes of the JSON header that follows (at most 1 MiB)
 //   H bytes   {"version":1, "library":"0.1.0", "fingerprint":"<16 hex>", "vocab_size":V,
-//              "num_layers":L, "position":P, "logits":0|V, "dtype":"f32", "vectors":[n, ...],
+//              "num_layers":L, "position":P, "logits":0|V, "dtype":"f32"|"bf16"|"fp8", "vectors":[n, ...],
 //              "metadata":M}
 //   M bytes   the caller's metadata (opaque; e.g. the CLI's prompt tokens)
-//   payload   float32: the last logits (when "logits" is V), then every state vector in
-//             SessionSnapshot::Data::each_vector order, "vectors" giving their lengths
+//   payload   4-byte words: the last logits (f32, when "logits" is V), then every state vector in
+//             SessionSnapshot::Data::each_vector order, "vectors" giving their lengths in words.
+//             "dtype" is the session's cache type: the compressed entries and indexer keys are
+//             stored in it (their bytes, quant/cache_format.hpp), everything else is f32.
 //   u64       checksum of the payload
 // A reader checks all of it against the model and the session before anything is changed.
 #include <algorithm>
@@ -99,7 +101,7 @@ void write_state_file(const std::filesystem::path& file, const SessionSnapshot::
                                  {"num_layers", c.num_layers},
                                  {"position", d.pos},
                                  {"logits", d.last.size()},
-                                 {"dtype", "f32"},
+                                 {"dtype", cache_type_name(d.cache_type)},
                                  {"vectors", vectors},
                                  {"metadata", metadata.size()}};
   const std::string hs = header.dump();
@@ -139,7 +141,7 @@ void write_state_file(const std::filesystem::path& file, const SessionSnapshot::
   }
 }
 
-SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const Model& model,
+SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const Model& model, CacheType type,
                                       const std::function<std::vector<uint64_t>(int64_t pos)>& expect, std::string* metadata) {
   const std::string src = "session state " + file.string();
   std::ifstream f(file, std::ios::binary);
@@ -168,7 +170,16 @@ SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const M
     throw InvalidArgument(src + " was saved from a different model (its weights' fingerprint differs): load it into a session of that model");
   if (num("vocab_size") != c.vocab_size || num("num_layers") != c.num_layers)
     throw InvalidArgument(src + " was saved from a model with another vocabulary or layer count");
-  if (!h.contains("dtype") || h["dtype"] != "f32") throw FormatError(src + ": unknown state dtype");
+  if (!h.contains("dtype") || !h["dtype"].is_string()) throw FormatError(src + ": header field 'dtype' is missing");
+  CacheType file_type;
+  try {
+    file_type = parse_cache_type(h["dtype"].get<std::string>());
+  } catch (const InvalidArgument&) {
+    throw FormatError(src + ": unknown state dtype " + h["dtype"].dump());
+  }
+  if (file_type != type)
+    throw InvalidArgument(src + " holds a " + cache_type_name(file_type) + " cache; this session's is " + cache_type_name(type) +
+                          " (create the session with cache_type " + cache_type_name(file_type) + ")");
   const int64_t pos = num("position");
   const int64_t logits = num("logits");
   const int64_t meta = h.contains("metadata") ? num("metadata") : 0;
@@ -195,6 +206,7 @@ SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const M
   SessionSnapshot::Data d;
   d.model = &model;
   d.pos = pos;
+  d.cache_type = file_type;
   d.layers.resize(static_cast<size_t>(c.num_layers));
   Hash sum;
   std::string md(static_cast<size_t>(meta), '\0');

@@ -23,6 +23,7 @@ struct SessionAccess {
 struct SessionSnapshot::Data {
   const Model* model = nullptr;
   int64_t pos = 0;
+  CacheType cache_type = CacheType::F32;  // how the entries vectors are stored (as 4-byte words)
   std::vector<float> last;
   struct Comp {
     std::vector<float> pend_kv, pend_g, prev_kv, prev_g, entries;
@@ -62,7 +63,8 @@ uint64_t model_fingerprint(const Model& m);
 void write_state_file(const std::filesystem::path& file, const SessionSnapshot::Data& d, const Model& m, std::string_view metadata);
 // Reads and checks a state file: `expect(pos)` gives the float count of every state vector (in
 // each_vector order) a session of `m` holds at `pos`, or throws when `pos` does not fit.
-SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const Model& m,
+// The file's cache type must be `type`.
+SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const Model& m, CacheType type,
                                       const std::function<std::vector<uint64_t>(int64_t pos)>& expect, std::string* metadata);
 
 }  // namespace dsv4

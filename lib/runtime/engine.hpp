@@ -17,26 +17,38 @@
 #include "backend/backend.hpp"
 #include "model/forward.hpp"
 #include "model/state_layout.hpp"
+#include "runtime/block_pool.hpp"
 
 namespace dsv4 {
 
-// One sequence's state block in backend memory, with its layer descriptors.
+// One sequence's state in backend memory: its fixed part (allocated here) and the blocks it holds
+// from the engine's pool (model/state_layout.hpp), with its layer descriptors and block table.
 class SequenceState {
  public:
-  SequenceState(Backend& be, StateLayout layout);
-  ~SequenceState();
+  SequenceState(Backend& be, BlockPool& pool, StateLayout layout);
+  ~SequenceState();  // its blocks go back to the pool
   SequenceState(const SequenceState&) = delete;
   SequenceState& operator=(const SequenceState&) = delete;
   const LayerState* device_desc() const;                  // backend address of the descriptors
   const std::vector<LayerState>& desc() const { return desc_; }  // host copy (backend addresses)
   const StateLayout& layout() const { return layout_; }
   Backend& backend() const { return be_; }
+  // Holds the blocks positions < tokens write to; all or none (CapacityError naming `what`).
+  // Returns whether blocks were added.
+  bool grow(int64_t tokens, const char* what);
+  // Gives back the blocks past the first `keep`.
+  void shrink(int64_t keep) noexcept;
+  int64_t blocks() const { return static_cast<int64_t>(blocks_.size()); }
+  const std::vector<unsigned char*>& block_list() const { return blocks_; }  // backend addresses
+  uint64_t committed_bytes() const { return layout_.fixed_bytes + blocks_.size() * layout_.block_bytes; }
 
  private:
   Backend& be_;
+  BlockPool& pool_;
   StateLayout layout_;
-  void* block_ = nullptr;
+  void* fixed_ = nullptr;
   std::vector<LayerState> desc_;
+  std::vector<unsigned char*> blocks_;  // host copy of the block table's filled slots
 };
 
 // One sequence's share of a run of steps.
@@ -60,26 +72,40 @@ struct StepItem {
 
 class Engine {
  public:
-  Engine(const ModelConfig& c, const ModelWeights& host_weights, std::unique_ptr<Backend> be, int64_t max_rows);
+  // pool_limit: the cache pool's budget in bytes (0: none); block_tokens: positions per state block (0: default).
+  Engine(const ModelConfig& c, const ModelWeights& host_weights, std::unique_ptr<Backend> be, int64_t max_rows,
+         uint64_t pool_limit = 0, int64_t block_tokens = 0);
   ~Engine();
   Backend& backend() { return *be_; }
   const Backend& backend() const { return *be_; }
   const ModelWeights& weights() const { return w_; }
   int64_t max_rows() const { return max_rows_; }
-  std::unique_ptr<SequenceState> new_sequence(int64_t capacity);
+  std::unique_ptr<SequenceState> new_sequence(int64_t capacity, CacheType type);
+  StateLayout layout(int64_t capacity, CacheType type) const { return StateLayout::make(c_, capacity, type, block_tokens_); }
+  BlockPool& pool() { return *pool_; }
+  const BlockPool& pool() const { return *pool_; }
+  // Grows `seq` to hold positions < tokens (and sizes the backend's scratch for that context);
+  // the caller holds mutex(). All or none.
+  void grow_locked(SequenceState& seq, int64_t tokens, const char* what);
   // Feeds every item's tokens, in steps that carry rows of several items; writes the logits.
+  // Every item's blocks are taken first, all or none: a CapacityError leaves every item as it was.
   void run(std::span<StepItem> items, Profile* prof, const StepObserver* obs);
   // Backend memory of the step buffers (shared by all sessions).
   uint64_t step_buffer_bytes() const;
   std::mutex& mutex() { return mu_; }  // held by run(); taken by callers that touch sequence state
 
  private:
+  void run_steps(std::span<StepItem> items, Profile* prof, const StepObserver* obs);
   std::mutex mu_;
   const ModelConfig& c_;
   std::unique_ptr<Backend> be_;
   ModelWeights w_;
   Forward fw_;
   int64_t max_rows_;
+  int64_t block_tokens_;
+  std::unique_ptr<BlockPool> pool_;
+  int64_t reserved_context_ = 0;          // context the backend's scratch is sized for
+  std::vector<int64_t> blocks_before_;    // per item of a run: blocks held before it grew
   HostStep step_;
   std::vector<std::pair<float*, int64_t>> dest_;  // per output row: host destination, item
   std::vector<std::pair<int32_t, int64_t>> take_; // per sequence of the step: item, rows

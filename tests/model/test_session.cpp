@@ -79,14 +79,16 @@ TEST_CASE("session memory is reported and fixed after the first decode step") {
   Session s(model, opt);
   const auto m0 = s.memory();
   CHECK(m0.state_bytes > 0);
-  CHECK(m0.state_bytes == model->session_state_bytes(1024));
+  CHECK(m0.state_bytes < model->session_state_bytes(1024));
   s.forward({g.ids.data(), 100});
   s.forward({g.ids.data() + 100, 1});
   const auto m1 = s.memory();
+  CHECK(m1.state_bytes > m0.state_bytes);
+  // Within one cache block (1024 positions) nothing grows.
   for (int i = 0; i < 20; ++i) s.forward({g.ids.data() + 101 + i, 1});
   const auto m2 = s.memory();
   CHECK(m2.total() == m1.total());
-  CHECK(m2.state_bytes == m0.state_bytes);
+  CHECK(m2.state_bytes == m1.state_bytes);
 }
 
 TEST_CASE("one model shared by sessions on several threads") {

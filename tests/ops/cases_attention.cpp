@@ -14,13 +14,16 @@ struct AttnSpec {
   std::vector<std::pair<int64_t, int64_t>> seqs;  // (p0, rows) per sequence
   int64_t H = 3, hd = 16, W = 8, ratio = 4, topk = 3;
   bool entries = false, select = false;
+  EntryFormat fmt = EntryFormat::F32;  // how the compressed entries are stored
+  int64_t per_block = 5;               // entries per block of the table
 };
 
 // One sequence's history and state buffers.
 struct SeqData {
   int64_t p0 = 0, S = 0;
-  std::vector<float> hist, ring, entries;  // kv rows of every position; ring; compressed entries
-  DevBuf ring_d, entries_d;
+  std::vector<float> hist, ring;  // kv rows of every position; ring
+  DevBuf ring_d;
+  EntryBuf entries;               // compressed entries (stored: as the op reads them)
 };
 
 class AttentionOp final : public PreparedOp {
@@ -35,17 +38,17 @@ class AttentionOp final : public PreparedOp {
       d.S = S;
       const int64_t T = p0 + S;
       d.hist = random_floats(static_cast<size_t>(T * hd), seed + T, -1, 1);
-      d.entries = random_floats(static_cast<size_t>(std::max<int64_t>(T / sp_.ratio, 1) * hd), seed + 2 * T);
+      d.entries = EntryBuf(be, random_floats(static_cast<size_t>(std::max<int64_t>(T / sp_.ratio, 1) * hd), seed + 2 * T), hd, std::min<int64_t>(64, hd / 2),
+                           sp_.fmt, sp_.per_block);
       d.ring.assign(static_cast<size_t>(W * hd), NAN);  // rows the op must not read stay NaN
       for (int64_t j = std::max<int64_t>(0, p0 - W); j < p0; ++j)
         std::copy_n(d.hist.begin() + j * hd, hd, d.ring.begin() + (j % W) * hd);
       d.ring_d = to_backend(be, d.ring);
-      d.entries_d = to_backend(be, d.entries);
       TestSeq t;
       t.p0 = p0;
       t.rows = S;
       t.state.ring = d.ring_d.as<float>();
-      t.state.comp.entries = d.entries_d.as<float>();
+      t.state.comp.entries = d.entries.t;
       ts.push_back(t);
       seqs_.push_back(std::move(d));
       seed += 17;
@@ -104,10 +107,10 @@ class AttentionOp final : public PreparedOp {
       if (sp_.select) {
         for (int64_t k = 0; k < sp_.topk; ++k) {
           const int32_t w = sel_[static_cast<size_t>(s * sp_.topk + k)];
-          if (w >= 0) keys.push_back(d.entries.data() + w * hd);
+          if (w >= 0) keys.push_back(d.entries.stored.data() + w * hd);
         }
       } else {
-        for (int64_t w = 0; w < (t + 1) / sp_.ratio; ++w) keys.push_back(d.entries.data() + w * hd);
+        for (int64_t w = 0; w < (t + 1) / sp_.ratio; ++w) keys.push_back(d.entries.stored.data() + w * hd);
       }
     }
     return keys;
@@ -205,7 +208,10 @@ std::string describe(const std::vector<std::pair<int64_t, int64_t>>& seqs) {
 }
 
 void add(std::vector<OpCase>& v, const std::string& what, AttnSpec sp, bool real = false) {
-  v.push_back({"attention", what + ", rows " + describe(sp.seqs) + ", H=" + std::to_string(sp.H) + " hd=" + std::to_string(sp.hd), real,
+  if (real) sp.per_block = 1024 / sp.ratio;  // the engine's blocks of 1024 positions
+  std::string fmt;
+  if (sp.entries) fmt = std::string(", ") + entry_format_name(sp.fmt) + " entries, " + std::to_string(sp.per_block) + " per block";
+  v.push_back({"attention", what + ", rows " + describe(sp.seqs) + ", H=" + std::to_string(sp.H) + " hd=" + std::to_string(sp.hd) + fmt, real,
                [sp](Backend& be) -> std::unique_ptr<PreparedOp> { return std::make_unique<AttentionOp>(be, sp); }});
 }
 
@@ -222,6 +228,19 @@ void add_attention_cases(std::vector<OpCase>& v) {
     csa.entries = csa.select = true;
     add(v, "window + selected entries (CSA)", csa);
   }
+  // The stored cache formats (the reference reads the values as stored).
+  for (EntryFormat f : {EntryFormat::BF16, EntryFormat::FP8})
+    for (int64_t S : {1, 13}) {
+      AttnSpec hca{{{9, S}}};
+      hca.entries = true;
+      hca.fmt = f;
+      hca.per_block = 1;
+      add(v, "window + all visible entries (HCA)", hca);
+      AttnSpec csa{{{30, S}}};
+      csa.entries = csa.select = true;
+      csa.fmt = f;
+      add(v, "window + selected entries (CSA)", csa);
+    }
   // Rows of several sequences at different positions and lengths in one step.
   AttnSpec multi{{{0, 5}, {40, 1}, {7, 13}, {300, 2}}};
   multi.entries = multi.select = true;
@@ -237,6 +256,12 @@ void add_attention_cases(std::vector<OpCase>& v) {
   add(v, "HCA, odd heads", odd_h);
   add(v, "V4-Flash CSA decode: window 128, 512 selected", {{{2300, 1}}, 64, 512, 128, 4, 512, true, true}, true);
   add(v, "V4-Flash HCA decode (m=128)", {{{2300, 2}}, 64, 512, 128, 128, 512, true, false}, true);
+  AttnSpec fp8{{{2300, 1}}, 64, 512, 128, 4, 512, true, true};
+  fp8.fmt = EntryFormat::FP8;
+  add(v, "V4-Flash CSA decode: window 128, 512 selected", fp8, true);
+  AttnSpec fp8h{{{2300, 1}}, 64, 512, 128, 128, 512, true, false};
+  fp8h.fmt = EntryFormat::FP8;
+  add(v, "V4-Flash HCA decode (m=128)", fp8h, true);
   add(v, "V4-Flash CSA, 4 sessions batched", {{{2300, 1}, {700, 1}, {5000, 1}, {130, 1}}, 64, 512, 128, 4, 512, true, true}, true);
   for (auto seqs : std::vector<std::vector<std::pair<int64_t, int64_t>>>{{{0, 1}}, {{0, 13}}, {{5, 137}}, {{0, 3}, {20, 9}, {7, 1}}})
     v.push_back({"attention", "store_window W=8, rows " + describe(seqs), false,

@@ -63,7 +63,8 @@ class CompressorOp final : public PreparedOp {
     int64_t T;
     std::vector<int64_t> splits;
   };
-  CompressorOp(Backend& be, bool overlap, int64_t m, std::vector<Seq> seqs) : be_(be), seqs_(std::move(seqs)) {
+  CompressorOp(Backend& be, bool overlap, int64_t m, std::vector<Seq> seqs, EntryFormat fmt = EntryFormat::F32, int64_t per_block = 3)
+      : be_(be), seqs_(std::move(seqs)) {
     const int64_t Wd = 16, c = overlap ? 2 : 1, row = c * Wd;
     rd_ = 8;
     w_.ratio = m;
@@ -90,7 +91,7 @@ class CompressorOp final : public PreparedOp {
       st.pend_g = DevBuf(be, static_cast<size_t>(m * row) * 4);
       st.prev_kv = DevBuf(be, static_cast<size_t>(m * Wd) * 4);
       st.prev_g = DevBuf(be, static_cast<size_t>(m * Wd) * 4);
-      st.entries = to_backend(be, std::vector<float>(static_cast<size_t>((s.T / m + 1) * Wd), NAN));
+      st.entries = EntryBuf(be, std::vector<float>(static_cast<size_t>((s.T / m + 1) * Wd), NAN), Wd, rd_, fmt, per_block);
       state_.push_back(std::move(st));
       std::vector<int64_t> ch = s.splits;
       int64_t done = 0;
@@ -111,7 +112,7 @@ class CompressorOp final : public PreparedOp {
         t.p0 = at[i];
         t.rows = n;
         t.state.comp = {state_[i].pend_kv.as<float>(), state_[i].pend_g.as<float>(), state_[i].prev_kv.as<float>(),
-                        state_[i].prev_g.as<float>(), state_[i].entries.as<float>()};
+                        state_[i].prev_g.as<float>(), state_[i].entries.t};
         t.state.index = t.state.comp;
         ts.push_back(t);
         kv.insert(kv.end(), kv_[i].begin() + at[i] * row, kv_[i].begin() + (at[i] + n) * row);
@@ -125,7 +126,14 @@ class CompressorOp final : public PreparedOp {
       rd.g = to_backend(be, g);
       rounds_.push_back(std::move(rd));
     }
-    tol = 1e-5;
+    // A stored format adds its rounding: bf16 and e4m3 round to nearest, at most 2^-8 and 2^-4 of
+    // each value; int8 with a per-entry scale at most amax/254 per value, sqrt(width)/254 relative.
+    switch (fmt) {
+      case EntryFormat::F32: tol = 1e-5; break;
+      case EntryFormat::BF16: tol = std::ldexp(1.0, -8) + 1e-5; break;
+      case EntryFormat::FP8: tol = std::ldexp(1.0, -4) + 1e-5; break;
+      case EntryFormat::I8: tol = std::sqrt(static_cast<double>(Wd)) / 254.0 + 1e-5; break;
+    }
   }
   void run() override {
     for (size_t r = 0; r < rounds_.size(); ++r) {
@@ -138,7 +146,7 @@ class CompressorOp final : public PreparedOp {
   double error() override {
     double worst = 0;
     for (size_t i = 0; i < seqs_.size(); ++i) {
-      const auto got = from_backend(be_, state_[i].entries, ref_[i].size());
+      const auto got = state_[i].entries.read(be_, static_cast<int64_t>(ref_[i].size()) / 16);
       worst = std::max(worst, rel_err_d(got, ref_[i]));
       // Window 0 of the overlapping compressor pools only its own Cb slots.
       const size_t w0 = std::min<size_t>(16, ref_[i].size());
@@ -150,7 +158,8 @@ class CompressorOp final : public PreparedOp {
 
  private:
   struct St {
-    DevBuf pend_kv, pend_g, prev_kv, prev_g, entries;
+    DevBuf pend_kv, pend_g, prev_kv, prev_g;
+    EntryBuf entries;
   };
   struct Round {
     TestStep step;
@@ -171,17 +180,18 @@ class CompressorOp final : public PreparedOp {
 
 class IndexerOp final : public PreparedOp {
  public:
-  IndexerOp(Backend& be, int64_t nI, int64_t ihd, int64_t topk, std::vector<std::pair<int64_t, int64_t>> seqs)
+  IndexerOp(Backend& be, int64_t nI, int64_t ihd, int64_t topk, std::vector<std::pair<int64_t, int64_t>> seqs,
+            EntryFormat fmt = EntryFormat::F32, int64_t per_block = 256)
       : be_(be), nI_(nI), ihd_(ihd), topk_(topk) {
     std::vector<TestSeq> ts;
     for (auto [S, p0] : seqs) {
       const int64_t T = p0 + S;
-      keys_.push_back(random_floats(static_cast<size_t>((T / kM + 1) * ihd), 1 + S + p0));
-      keys_d_.push_back(to_backend(be, keys_.back()));
+      keys_d_.emplace_back(be, random_floats(static_cast<size_t>((T / kM + 1) * ihd), 1 + S + p0), ihd, 0, fmt, per_block);
+      keys_.push_back(keys_d_.back().stored);  // the reference scores the keys as stored
       TestSeq t;
       t.p0 = p0;
       t.rows = S;
-      t.state.index.entries = keys_d_.back().as<float>();
+      t.state.index.entries = keys_d_.back().t;
       ts.push_back(t);
     }
     step_ = make_step(be, ts);
@@ -243,7 +253,7 @@ class IndexerOp final : public PreparedOp {
   Backend& be_;
   int64_t nI_, ihd_, topk_;
   std::vector<std::vector<float>> keys_;
-  std::vector<DevBuf> keys_d_;
+  std::vector<EntryBuf> keys_d_;
   TestStep step_;
   std::vector<float> q_, wts_;
   DevBuf qd_, wd_, seld_;
@@ -254,10 +264,10 @@ class IndexerOp final : public PreparedOp {
 
 void add_compressor_indexer_cases(std::vector<OpCase>& v) {
   using Seq = CompressorOp::Seq;
-  auto comp = [&](const std::string& what, bool overlap, int64_t m, std::vector<Seq> seqs) {
-    v.push_back({"compressor", what, false, [=](Backend& be) -> std::unique_ptr<PreparedOp> {
-                   return std::make_unique<CompressorOp>(be, overlap, m, seqs);
-                 }});
+  auto comp = [&](const std::string& what, bool overlap, int64_t m, std::vector<Seq> seqs, EntryFormat fmt = EntryFormat::F32,
+                  int64_t per_block = 3) {
+    v.push_back({"compressor", what + ", " + entry_format_name(fmt) + " entries, " + std::to_string(per_block) + " per block", false,
+                 [=](Backend& be) -> std::unique_ptr<PreparedOp> { return std::make_unique<CompressorOp>(be, overlap, m, seqs, fmt, per_block); }});
   };
   comp("CSA m=4, 37 tokens in one call", true, 4, {{37, {37}}});
   comp("CSA m=4, one token at a time", true, 4, {{37, {}}});
@@ -267,11 +277,17 @@ void add_compressor_indexer_cases(std::vector<OpCase>& v) {
   comp("HCA m=16, splits (13,1,50)", false, 16, {{137, {13, 1, 50}}});
   comp("CSA m=4, three sequences per step, different splits", true, 4, {{37, {5, 13}}, {21, {1}}, {40, {40}}});
   comp("HCA m=16, two sequences per step", false, 16, {{137, {13}}, {50, {49}}});
-  auto idx = [&](int64_t nI, int64_t ihd, int64_t topk, std::vector<std::pair<int64_t, int64_t>> seqs, bool real) {
+  for (EntryFormat f : {EntryFormat::BF16, EntryFormat::FP8, EntryFormat::I8}) {
+    comp("CSA m=4, splits inside windows (3,1,13,2)", true, 4, {{37, {3, 1, 13, 2}}}, f, 1);
+    comp("HCA m=16, two sequences per step", false, 16, {{137, {13}}, {50, {49}}}, f, 4);
+  }
+  auto idx = [&](int64_t nI, int64_t ihd, int64_t topk, std::vector<std::pair<int64_t, int64_t>> seqs, bool real,
+                 EntryFormat fmt = EntryFormat::F32, int64_t per_block = 256) {
     std::string d;
     for (auto [S, p0] : seqs) d += (d.empty() ? "" : " + ") + std::to_string(S) + "@" + std::to_string(p0);
-    v.push_back({"indexer", std::to_string(nI) + " heads x " + std::to_string(ihd) + ", top " + std::to_string(topk) + ", rows " + d, real,
-                 [=](Backend& be) -> std::unique_ptr<PreparedOp> { return std::make_unique<IndexerOp>(be, nI, ihd, topk, seqs); }});
+    v.push_back({"indexer", std::to_string(nI) + " heads x " + std::to_string(ihd) + ", top " + std::to_string(topk) + ", rows " + d + ", " +
+                                entry_format_name(fmt) + " keys, " + std::to_string(per_block) + " per block",
+                 real, [=](Backend& be) -> std::unique_ptr<PreparedOp> { return std::make_unique<IndexerOp>(be, nI, ihd, topk, seqs, fmt, per_block); }});
   };
   // (S, p0): decode early and deep (the deep one takes the entries-across-threads path), prefill.
   for (auto sp : std::vector<std::pair<int64_t, int64_t>>{{1, 40}, {1, 3001}, {13, 0}, {137, 0}}) idx(4, 8, 3, {sp}, false);
@@ -281,6 +297,13 @@ void add_compressor_indexer_cases(std::vector<OpCase>& v) {
   idx(64, 128, 512, {{1, 8191}}, true);             // V4-Flash: 64 heads x 128, top 512
   idx(64, 128, 512, {{3, 4000}}, true);
   idx(64, 128, 512, {{1, 8191}, {1, 2047}, {1, 4000}}, true);  // three decoding sessions
+  // Stored key formats, and blocks smaller than a scoring chunk (chunks end at block ends).
+  for (EntryFormat f : {EntryFormat::F32, EntryFormat::BF16, EntryFormat::I8}) {
+    idx(4, 8, 3, {{1, 3001}}, false, f, 37);
+    idx(13, 32, 20, {{13, 200}}, false, f, 7);
+    idx(4, 8, 3, {{1, 40}, {5, 3001}, {1, 7}}, false, f, 300);
+  }
+  idx(64, 128, 512, {{1, 8191}}, true, EntryFormat::I8);
 }
 
 }  // namespace dsv4::test

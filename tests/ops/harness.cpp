@@ -1,5 +1,7 @@
 #include "ops/harness.hpp"
 
+#include "quant/cache_format.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -38,6 +40,52 @@ DevMat to_backend(Backend& be, const MatW& host) {
 }
 
 FVec view(const DevBuf& b, size_t n) { return {b.as<const float>(), static_cast<int64_t>(n)}; }
+
+EntryBuf::EntryBuf(Backend& be, const std::vector<float>& rows, int64_t width, int64_t rope, EntryFormat fmt, int64_t per_block) {
+  const int64_t n = static_cast<int64_t>(rows.size()) / width, nb = std::max<int64_t>((n + per_block - 1) / per_block, 1);
+  t.fmt = fmt;
+  t.width = static_cast<int32_t>(width);
+  t.rope = static_cast<int32_t>(rope);
+  t.stride = static_cast<int32_t>(quant::entry_stride(fmt, width, rope));
+  t.per_block = static_cast<int32_t>(per_block);
+  t.offset = 64;  // not at the block start, as in the engine's blocks
+  stored.assign(rows.size(), 0.0f);
+  std::vector<unsigned char*> ptrs;
+  for (int64_t b = 0; b < nb; ++b) {
+    std::vector<unsigned char> img(64 + static_cast<size_t>(per_block * t.stride), 0xA5);
+    for (int64_t w = b * per_block; w < std::min(n, (b + 1) * per_block); ++w) {
+      unsigned char* e = img.data() + 64 + (w - b * per_block) * t.stride;
+      quant::encode_entry(fmt, rows.data() + w * width, width, rope, e);
+      quant::decode_entry(fmt, e, width, rope, stored.data() + w * width);
+    }
+    blocks.emplace_back(be, img.size());
+    be.upload(blocks.back().as<void>(), img.data(), img.size());
+    ptrs.push_back(blocks.back().as<unsigned char>());
+  }
+  table = to_backend(be, ptrs);
+  t.blocks = table.as<unsigned char* const>();
+}
+
+std::vector<float> EntryBuf::read(Backend& be, int64_t n) const {
+  std::vector<float> out(static_cast<size_t>(n * t.width));
+  std::vector<unsigned char> e(static_cast<size_t>(t.stride));
+  for (int64_t w = 0; w < n; ++w) {
+    const size_t b = static_cast<size_t>(w / t.per_block);
+    be.download(e.data(), blocks[b].as<unsigned char>() + t.offset + (w % t.per_block) * t.stride, e.size());
+    quant::decode_entry(t.fmt, e.data(), t.width, t.rope, out.data() + w * t.width);
+  }
+  return out;
+}
+
+const char* entry_format_name(EntryFormat f) {
+  switch (f) {
+    case EntryFormat::F32: return "f32";
+    case EntryFormat::BF16: return "bf16";
+    case EntryFormat::FP8: return "fp8";
+    case EntryFormat::I8: return "i8";
+  }
+  return "?";
+}
 
 TestStep make_step(Backend& be, const std::vector<TestSeq>& seqs, const std::vector<int32_t>& ids,
                    const std::vector<int32_t>& out_rows) {

@@ -75,6 +75,20 @@ struct DevMat {
 DevMat to_backend(Backend& be, const MatW& host);
 FVec view(const DevBuf& b, size_t n);
 
+// Compressed entries (or indexer keys) in backend memory as the engine lays them out: `fmt`,
+// `per_block` entries per block, each block its own allocation, and a table pointing at them.
+// `stored` is the host copy of the values as stored (decode of encode of the given rows).
+struct EntryBuf {
+  EntryBuf() = default;
+  EntryBuf(Backend& be, const std::vector<float>& rows, int64_t width, int64_t rope, EntryFormat fmt, int64_t per_block);
+  std::vector<float> read(Backend& be, int64_t n) const;  // entries [0, n) decoded
+  std::vector<DevBuf> blocks;
+  DevBuf table;
+  EntryTable t;
+  std::vector<float> stored;
+};
+const char* entry_format_name(EntryFormat f);
+
 // One sequence's part of a test step: its state buffers (backend memory) and its rows.
 struct TestSeq {
   int64_t p0 = 0, rows = 0;

@@ -55,10 +55,11 @@ TEST_CASE("batch invariance: a row computed alone and inside a batch of other se
     const int64_t H = 16, hd = 64, W = 8;
     auto ring = random_floats(static_cast<size_t>(W * hd), 1);
     auto entries = random_floats(static_cast<size_t>(80 * hd), 2);
-    DevBuf ring_d = to_backend(*be, ring), ent_d = to_backend(*be, entries);
+    DevBuf ring_d = to_backend(*be, ring);
+    EntryBuf ent_d(*be, entries, hd, 32, EntryFormat::F32, 16);
     TestSeq seq;
     seq.state.ring = ring_d.as<float>();
-    seq.state.comp.entries = ent_d.as<float>();
+    seq.state.comp.entries = ent_d.t;
     auto run = [&](const std::vector<TestSeq>& seqs, int64_t row) {
       TestStep st = make_step(*be, seqs);
       const auto q = random_floats(static_cast<size_t>(st.S * H * hd), 3);

@@ -72,8 +72,8 @@ void CpuBackend::reserve(const ModelConfig& c, int64_t max_context) {
     }
   }
   const size_t per_thread = std::max({attention_scratch_floats(c.sliding_window, c.head_dim, c.num_heads, max_entries),
-                                      max_vis > 0 ? indexer_scratch_floats(max_vis, c.index_n_heads) : size_t{0},
-                                      static_cast<size_t>(256 * c.index_n_heads + c.index_n_heads)});
+                                      max_vis > 0 ? indexer_scratch_floats(max_vis, c.index_n_heads, c.index_head_dim) : size_t{0}});
+  ws_.get(kCompressEntry, static_cast<size_t>(std::max(c.head_dim, c.index_head_dim)));
   if (max_vis > 0) {
     ws_.get(kIndexScore, static_cast<size_t>(max_vis));
     ws_.get(kIndexOrder, static_cast<size_t>(max_vis));

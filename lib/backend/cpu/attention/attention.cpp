@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "backend/cpu/cpu_backend.hpp"
+#include "quant/cache_format.hpp"
 #include "util/checked.hpp"
 
 namespace dsv4::DSV4_CPU_NS {
@@ -56,16 +57,17 @@ void CpuBackend::attention(const AttentionArgs& a) {
         n = 0;
         auto put = [&](const float* row) { std::memcpy(K + (n++) * hd, row, static_cast<size_t>(hd) * sizeof(float)); };
         for (int64_t j = std::max<int64_t>(0, t - a.W + 1); j <= t; ++j) put(j < sq.p0 ? st.ring + (j % a.W) * hd : kv + (j - sq.p0) * hd);
-        if (a.entries) {
-          const float* entries = st.comp.entries;
+        if (a.entries) {  // compressed entries, decoded from the cache format into f32 rows
+          const EntryTable& et = st.comp.entries;
+          auto put_entry = [&](int64_t w) { quant::decode_entry(et.fmt, et.at(w), hd, et.rope, K + (n++) * hd); };
           if (a.select != nullptr) {
             for (int64_t k = 0; k < a.topk; ++k) {
               const int32_t w = a.select[s * a.topk + k];
-              if (w >= 0) put(entries + w * hd);
+              if (w >= 0) put_entry(w);
             }
           } else {
             const int64_t visible = (t + 1) / a.ratio;
-            for (int64_t w = 0; w < visible; ++w) put(entries + w * hd);
+            for (int64_t w = 0; w < visible; ++w) put_entry(w);
           }
         }
         gathered_for = s;

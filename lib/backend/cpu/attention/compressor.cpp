@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "backend/cpu/cpu_backend.hpp"
+#include "quant/cache_format.hpp"
 
 namespace dsv4::DSV4_CPU_NS {
 
@@ -17,7 +18,8 @@ void CpuBackend::compress(const CompressorW& w, CompressorSlot which, const Step
     for (int64_t i = 0; i < row; ++i) st.pend_g[slot * row + i] = g[s * row + i] + w.ape[slot * row + i];
     if (slot != m - 1) continue;
     const int64_t win = t / m;
-    float* e = st.entries + win * W;
+    // The entry is pooled in f32 scratch, then stored in the cache's format.
+    float* e = ws_.get(kCompressEntry, static_cast<size_t>(W));
     const bool has_prev = w.overlap && win > 0;
     par(W, 32, [&](int, int64_t cb, int64_t ce) {
       for (int64_t ch = cb; ch < ce; ++ch) {
@@ -55,6 +57,7 @@ void CpuBackend::compress(const CompressorW& w, CompressorSlot which, const Step
       r[2 * i] = x0 * cs - x1 * sn;
       r[2 * i + 1] = x1 * cs + x0 * sn;
     }
+    quant::encode_entry(st.entries.fmt, e, W, st.entries.rope, st.entries.at(win));
     if (w.overlap)
       for (int64_t i = 0; i < m; ++i) {
         std::memcpy(st.prev_kv + i * W, st.pend_kv + i * row, static_cast<size_t>(W) * sizeof(float));

@@ -8,6 +8,7 @@
 #endif
 
 #include "backend/cpu/cpu_backend.hpp"
+#include "quant/cache_format.hpp"
 #include "util/checked.hpp"
 
 namespace dsv4::DSV4_CPU_NS {
@@ -17,10 +18,11 @@ namespace {
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // score[w] for w in [w0, w1): Σ_h wts[h] · relu(q_h · K[w]) · scale, through one small GEMM.
+// `keys` [w1 - w0, ihd]: the chunk's keys in f32.
 void score_block(const IndexerArgs& a, const float* keys, int64_t s, int64_t w0, int64_t w1, float* dots, float* score,
                  float* wt) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(a.ihd));
-  Eigen::Map<const RowMat> K(keys + w0 * a.ihd, w1 - w0, a.ihd);
+  Eigen::Map<const RowMat> K(keys, w1 - w0, a.ihd);
   Eigen::Map<const RowMat> Qs(a.q + s * a.nI * a.ihd, a.nI, a.ihd);
   Eigen::Map<RowMat> Dm(dots, w1 - w0, a.nI);
   Dm.noalias() = K * Qs.transpose();
@@ -70,51 +72,91 @@ void select_top(const IndexerArgs& a, int64_t vis, const float* score, int32_t* 
   std::copy(order, order + k, sel);
 }
 
+constexpr int64_t kChunk = 256;  // most entries scored per GEMM
+
+// The chunks of `vis` entries of a key table: each within one block, at most kChunk long, starting
+// at a block start or kChunk past a chunk start, so every path scores the same chunks.
+struct Chunks {
+  int64_t per_block, per_block_chunks, vis;
+  Chunks(const EntryTable& t, int64_t v) : per_block(t.per_block), per_block_chunks((t.per_block + kChunk - 1) / kChunk), vis(v) {}
+  int64_t count() const {
+    const int64_t full = vis / per_block, rest = vis % per_block;
+    return full * per_block_chunks + (rest + kChunk - 1) / kChunk;
+  }
+  std::pair<int64_t, int64_t> range(int64_t ci) const {
+    const int64_t w0 = ci / per_block_chunks * per_block + ci % per_block_chunks * kChunk;
+    return {w0, std::min({w0 + kChunk, (w0 / per_block + 1) * per_block, vis})};
+  }
+};
+
+// Scores one chunk: keys straight from the block (f32) or decoded into `kbuf` [kChunk, ihd].
+void score_chunk(const IndexerArgs& a, const EntryTable& t, int64_t s, int64_t w0, int64_t w1, float* kbuf, float* dots, float* score,
+                 float* wt) {
+  const float* keys = reinterpret_cast<const float*>(t.at(w0));
+  if (t.fmt != EntryFormat::F32) {
+    const unsigned char* src = t.at(w0);
+    for (int64_t w = w0; w < w1; ++w) quant::decode_entry(t.fmt, src + (w - w0) * t.stride, a.ihd, t.rope, kbuf + (w - w0) * a.ihd);
+    keys = kbuf;
+  }
+  score_block(a, keys, s, w0, w1, dots, score, wt);
+}
+
 }  // namespace
 
-size_t CpuBackend::indexer_scratch_floats(int64_t max_vis, int64_t nI) {
+size_t CpuBackend::indexer_scratch_floats(int64_t max_vis, int64_t nI, int64_t ihd) {
+  // Per thread: dots [kChunk, nI], decoded keys [kChunk, ihd], head weights [nI]; and for a
+  // thread that selects for whole rows, a row's scores and order [max_vis] each.
   const size_t v = sat_size(max_vis), n = sat_size(nI);
-  return sat_add(sat_add(sat_mul(v, n), sat_mul(2, v)), sat_add(1, n));
+  return sat_add(sat_add(sat_mul(kChunk, n), sat_mul(kChunk, sat_size(ihd))), sat_add(sat_mul(2, v), sat_add(1, n)));
 }
 
 void CpuBackend::indexer_select(const IndexerArgs& a) {
   int64_t max_pos = 0;
   for (int64_t s = 0; s < a.S; ++s) max_pos = std::max(max_pos, a.step.pos[s]);
   const int64_t max_vis = (max_pos + 1) / a.ratio;
-  auto keys_of = [&](int64_t s) { return a.step.seqs[a.step.seq[s]].state[a.layer].index.entries; };
-  constexpr int64_t kBlock = 256;  // entries scored per GEMM
-  if (a.S < 4 && max_vis >= 2 * kBlock) {
-    // Decode: one query, many entries: split the entries across threads instead.
+  auto keys_of = [&](int64_t s) -> const EntryTable& { return a.step.seqs[a.step.seq[s]].state[a.layer].index.entries; };
+  const size_t chunk_floats = static_cast<size_t>(kChunk * (a.nI + a.ihd) + a.nI);
+  if (a.S < 4 && max_vis >= 2 * kChunk) {
+    // Decode: one query, many entries: split the chunks across threads instead.
     for (int64_t s = 0; s < a.S; ++s) {
       const int64_t vis = (a.step.pos[s] + 1) / a.ratio;
       int32_t* sel = a.select + s * a.topk;
       std::fill(sel, sel + a.topk, -1);
       float* score = ws_.get(kIndexScore, static_cast<size_t>(max_vis));
-      const float* keys = keys_of(s);
-      par((vis + kBlock - 1) / kBlock, 1, [&](int tid, int64_t bb, int64_t be) {
-        float* dots = thread_scratch(tid, static_cast<size_t>(kBlock * a.nI + a.nI));
-        for (int64_t b = bb; b < be; ++b)
-          score_block(a, keys, s, b * kBlock, std::min(vis, (b + 1) * kBlock), dots, score, dots + kBlock * a.nI);
+      const EntryTable& t = keys_of(s);
+      const Chunks ch(t, vis);
+      par(ch.count(), 1, [&](int tid, int64_t cb, int64_t ce) {
+        float* dots = thread_scratch(tid, chunk_floats);
+        for (int64_t ci = cb; ci < ce; ++ci) {
+          const auto [w0, w1] = ch.range(ci);
+          score_chunk(a, t, s, w0, w1, dots + kChunk * a.nI, dots, score, dots + kChunk * (a.nI + a.ihd));
+        }
       });
       int32_t* order = reinterpret_cast<int32_t*>(ws_.get(kIndexOrder, static_cast<size_t>(max_vis)));
       select_top(a, vis, score, order, sel);
     }
     return;
   }
-  const size_t scratch_floats = indexer_scratch_floats(max_vis, a.nI);
+  // Prefill: whole rows per thread, scratch bounded by one chunk plus one row's scores.
+  const size_t scratch_floats = indexer_scratch_floats(max_vis, a.nI, a.ihd);
   par(a.S, 1, [&](int tid, int64_t b, int64_t e) {
     float* buf = thread_scratch(tid, scratch_floats);
-    float* dots = buf;                    // [vis, nI]
-    float* score = buf + max_vis * a.nI;  // [vis]
+    float* dots = buf;                               // [kChunk, nI]
+    float* kbuf = dots + kChunk * a.nI;              // [kChunk, ihd]
+    float* wt = kbuf + kChunk * a.ihd;               // [nI]
+    float* score = wt + a.nI;                        // [max_vis]
     int32_t* order = reinterpret_cast<int32_t*>(score + max_vis);
-    float* wt = score + 2 * max_vis + 1;  // [nI]
     for (int64_t s = b; s < e; ++s) {
       const int64_t vis = (a.step.pos[s] + 1) / a.ratio;
       int32_t* sel = a.select + s * a.topk;
       std::fill(sel, sel + a.topk, -1);
       if (vis == 0) continue;
-      // In the same 256-entry blocks as the split path above: equal GEMM shapes, equal bits.
-      for (int64_t w0 = 0; w0 < vis; w0 += kBlock) score_block(a, keys_of(s), s, w0, std::min(vis, w0 + kBlock), dots + w0 * a.nI, score, wt);
+      const EntryTable& t = keys_of(s);
+      const Chunks ch(t, vis);
+      for (int64_t ci = 0, n = ch.count(); ci < n; ++ci) {
+        const auto [w0, w1] = ch.range(ci);
+        score_chunk(a, t, s, w0, w1, kbuf, dots, score, wt);
+      }
       select_top(a, vis, score, order, sel);
     }
   });
