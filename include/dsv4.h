@@ -126,6 +126,9 @@ typedef struct dsv4_load_params {
   void* user_data;            /* passed to progress */
   const char* cpu_tier;       /* CPU kernel tier; NULL or "auto": the best this CPU runs, or force a lower one
                                  ("portable", "avx2", "avx512", "avx512vnni"; "neon", "neondot") */
+  uint64_t cache_pool_bytes;  /* budget of the cache blocks all sessions of the model hold together; 0: automatic
+                                 (90% of the backend's memory less the weights, at least a quarter of it) */
+  int64_t cache_block_tokens; /* positions per cache block; 0: 1024 */
 } dsv4_load_params;
 DSV4_C_API dsv4_load_params dsv4_load_default_params(void);
 /* Loads a checkpoint onto the backend/device of params (NULL: defaults). An unknown backend, one
@@ -145,9 +148,12 @@ DSV4_C_API int64_t dsv4_model_eos_token(const dsv4_model* model);
 typedef struct dsv4_session_params {
   size_t struct_size;   /* sizeof(dsv4_session_params) */
   int32_t threads;      /* most of the model's worker threads this session's steps use; 0: all */
-  int64_t max_context;  /* 0: min(max_position_embeddings, 16384) */
+  int64_t max_context;  /* most tokens the session may hold; 0: the model's max_position_embeddings. Memory grows
+                           with the position, a cache block at a time (DSV4_ERR_CAPACITY when the model's pool is spent) */
   int64_t max_batch;    /* tokens per internal step, default 512 */
+  int32_t cache_type;   /* DSV4_CACHE_F32 (default, exact), DSV4_CACHE_BF16 or DSV4_CACHE_FP8 */
 } dsv4_session_params;
+typedef enum dsv4_cache_type DSV4_ENUM_BASE { DSV4_CACHE_F32 = 0, DSV4_CACHE_BF16 = 1, DSV4_CACHE_FP8 = 2 } dsv4_cache_type;
 DSV4_C_API dsv4_session_params dsv4_session_default_params(void);
 DSV4_C_API dsv4_status dsv4_session_create(const dsv4_model* model, const dsv4_session_params* params, dsv4_session** out);
 DSV4_C_API void dsv4_session_free(dsv4_session* session);
@@ -173,6 +179,11 @@ typedef int (*dsv4_cancel_fn)(void* user_data);
 DSV4_C_API dsv4_status dsv4_session_set_cancel(dsv4_session* session, dsv4_cancel_fn cancel, void* user_data);
 /* Bytes of caches / scratch currently held. */
 DSV4_C_API uint64_t dsv4_session_memory_bytes(const dsv4_session* session);
+/* This session's state: *committed = bytes held now (fixed part and cache blocks), *max_bytes = what it
+ * would hold at max_context (an upper bound, not allocated). Either pointer may be NULL. */
+DSV4_C_API dsv4_status dsv4_session_state_bytes(const dsv4_session* session, uint64_t* committed, uint64_t* max_bytes);
+/* The model's cache pool: bytes held by sessions, bytes free for reuse, and the budget. Any pointer may be NULL. */
+DSV4_C_API dsv4_status dsv4_model_cache_pool(const dsv4_model* model, uint64_t* in_use, uint64_t* free_bytes, uint64_t* limit);
 
 /* One session's tokens in a batched call; logits and n_floats are outputs ([vocab] of its last token,
  * owned by the session as for dsv4_session_forward). */

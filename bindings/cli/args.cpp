@@ -29,6 +29,11 @@ std::vector<Opt> backend_opts() {
            "the best this CPU runs", false, "NAME"}};
 }
 
+std::vector<Opt> cache_opts() {
+  return {{"--cache-type", "how the session stores compressed entries and indexer keys: f32 (exact), bf16 (half), fp8 (about a quarter)",
+           "f32", false, "TYPE"}};
+}
+
 std::vector<Opt> sampling_opts() {
   return {{"--greedy", "always take the most likely token (temperature 0)", "", true, ""},
           {"--temperature", "sampling temperature (<= 0: greedy)", "1.0", false, "T"},

@@ -31,6 +31,7 @@ struct Opt {
 // Option groups shared by the commands that run a model.
 std::vector<Opt> model_opts();     // -m/--model, --tokenizer
 std::vector<Opt> backend_opts();   // --backend, --device, --threads, --cpu-tier
+std::vector<Opt> cache_opts();     // --cache-type
 std::vector<Opt> sampling_opts();  // --greedy, --temperature, --top-k, --top-p, --min-p, --repetition-penalty, --seed
 
 class Args {

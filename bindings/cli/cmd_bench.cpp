@@ -118,7 +118,8 @@ LayerCost layer_cost(const ModelConfig& cfg, const LayerW& l) {
 }
 
 // Attention-side work of one query at position t (scores and values over the visible keys, indexer).
-void attention_cost(const ModelConfig& c, int64_t l, int64_t t, double& flops, double& cache_bytes) {
+// entry_bytes / key_bytes: one compressed entry / indexer key in the session's cache type.
+void attention_cost(const ModelConfig& c, int64_t l, int64_t t, double entry_bytes, double key_bytes, double& flops, double& cache_bytes) {
   const double H = static_cast<double>(c.num_heads), hd = static_cast<double>(c.head_dim);
   double keys = static_cast<double>(std::min(c.sliding_window, t + 1));
   cache_bytes += keys * hd * 4;
@@ -126,12 +127,12 @@ void attention_cost(const ModelConfig& c, int64_t l, int64_t t, double& flops, d
   if (c.attn_kind[l] == AttnKind::HCA) {
     const double vis = static_cast<double>((t + 1) / m);
     keys += vis;
-    cache_bytes += vis * hd * 4;
+    cache_bytes += vis * entry_bytes;
   } else if (c.attn_kind[l] == AttnKind::CSA) {
     const double vis = static_cast<double>((t + 1) / m), sel = std::min(static_cast<double>(c.index_topk), vis);
     keys += sel;
     flops += 2.0 * static_cast<double>(c.index_n_heads * c.index_head_dim) * vis;
-    cache_bytes += vis * static_cast<double>(c.index_head_dim) * 4 + sel * hd * 4;
+    cache_bytes += vis * key_bytes + sel * entry_bytes;
   }
   flops += 4.0 * H * hd * keys;
 }
@@ -165,7 +166,7 @@ int cmd_bench(int argc, char** argv) {
            {"--max-batch", "most rows per step", "512", false, "N"},
            {"--json", "print the results as JSON", "", true, ""},
            {"--skip-ceilings", "do not measure the bandwidth and FMA ceilings", "", true, ""}},
-          backend_opts()});
+          cache_opts(), backend_opts()});
   if (a.has("--preset") && a.has("--config")) throw UsageError("give --preset or --config, not both");
   const int64_t layers = a.get_int("--layers", 4);
   if (layers <= 0) throw UsageError("--layers must be positive");
@@ -196,6 +197,17 @@ int cmd_bench(int argc, char** argv) {
                                                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   lo.threads = threads;
   const int64_t steps = a.get_int("--steps", 8);
+  const CacheType ctype = cache_type(a);
+  // A context at the model's maximum is measured as deep as the timed steps leave room for.
+  for (int64_t& c : contexts) {
+    if (c < 0) throw UsageError("--contexts must be >= 0");
+    if (cfg.max_position_embeddings > 0) c = std::min(c, cfg.max_position_embeddings - steps - 8);
+    if (c < 0) throw UsageError("--steps leaves no room in this config's max_position_embeddings");
+  }
+  const int64_t max_ctx = contexts.empty() ? 0 : *std::max_element(contexts.begin(), contexts.end());
+  // The session's state at the deepest context, in the chosen cache type (committed as filled).
+  const StateLayout state_layout = StateLayout::make(cfg, max_ctx + steps + 8, ctype);
+  const double state_need = static_cast<double>(state_layout.bytes_at(max_ctx + steps + 8));
   const bool json_out = a.has("--json");
   auto log = [&](const std::string& s) {
     if (!json_out) std::cerr << s << std::flush;
@@ -208,11 +220,15 @@ int cmd_bench(int argc, char** argv) {
                              static_cast<double>(cfg.q_lora_rank) * D * 2 + static_cast<double>(cfg.num_heads * cfg.head_dim) *
                                                                            static_cast<double>(cfg.q_lora_rank + cfg.o_lora_rank) * 2;
     const double need = per_layer * static_cast<double>(cfg.num_layers) + 4.0 * static_cast<double>(cfg.vocab_size) * D +
-                        static_cast<double>(size_t{1} << 29);  // + the bandwidth probe buffers
+                        static_cast<double>(size_t{1} << 29) + state_need;  // + the bandwidth probe buffers + the session
     const double avail = static_cast<double>(sysconf(_SC_AVPHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
     if (need > 0.9 * avail)
-      throw InvalidArgument("the synthetic model needs about " + human_bytes(need) + " but only " + human_bytes(avail) +
-                       " of memory is free: use fewer --layers (each layer of this config is about " + human_bytes(per_layer) + ")");
+      throw InvalidArgument("the synthetic model needs about " + human_bytes(need) + " (of which the session state at context " +
+                            std::to_string(max_ctx) + " in " + cache_type_name(ctype) + ": " + human_bytes(state_need) + ") but only " +
+                            human_bytes(avail) + " of memory is free: use fewer --layers (each layer of this config is about " +
+                            human_bytes(per_layer) + "), shorter --contexts or a smaller --cache-type");
+    log("session state at context " + std::to_string(max_ctx) + " (" + cache_type_name(ctype) + "): " + human_bytes(state_need) +
+        "; memory needed in all about " + human_bytes(need) + " of " + human_bytes(avail) + " free\n");
   }
   Ceilings ceil;
   const bool skip_ceilings = a.has("--skip-ceilings");
@@ -287,16 +303,23 @@ int cmd_bench(int argc, char** argv) {
   log("kernel tier: " + kernel_tier + "\n");
 
   // ---- decode ----
-  const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
+  out["cache_type"] = cache_type_name(ctype);
+  double entry_bytes = 0, key_bytes = 0;
+  for (const auto& L : state_layout.layers) {
+    if (L.comp.present) entry_bytes = static_cast<double>(L.comp.stride);
+    if (L.index.present) key_bytes = static_cast<double>(L.index.stride);
+  }
   out["decode"] = nlohmann::json::array();
+  std::vector<nlohmann::json> ctx_ops;
   nlohmann::json decode_profile;
   std::vector<double> layer_ms(static_cast<size_t>(cfg.num_layers), 0.0);
   double head_ms = 0;
   {
     SessionOptions so;
     so.threads = threads;
-    so.max_context = max_ctx + steps + 4;
+    so.max_context = max_ctx + steps + 8;
     so.profile = true;
+    so.cache_type = ctype;
     Session s(model, so);
     const auto ids = random_ids(steps + 1, cfg.vocab_size, 7);
     for (size_t ci = 0; ci < contexts.size(); ++ci) {
@@ -321,12 +344,15 @@ int cmd_bench(int argc, char** argv) {
       for (int64_t l = 0; l < cfg.num_layers; ++l) {
         bytes += lcost[static_cast<size_t>(l)].bytes;
         flops += lcost[static_cast<size_t>(l)].flops;
-        attention_cost(cfg, l, C + 1 + steps / 2, flops, cache);
+        attention_cost(cfg, l, C + 1 + steps / 2, entry_bytes, key_bytes, flops, cache);
       }
       const double gbps = (bytes + cache) / (ms / 1000) / 1e9;
+      nlohmann::json ops;
+      for (const auto& [k, v] : s.profile()) ops[k] = 1000 * v / static_cast<double>(steps);
       out["decode"].push_back({{"context", C}, {"batch", 1}, {"ms_per_token", ms}, {"ms_per_step", ms}, {"tokens_per_s", 1000 / ms},
                                {"bytes_per_token", bytes + cache}, {"bytes_per_step", bytes + cache}, {"flops_per_step", flops},
-                               {"weight_bytes_per_token", bytes}, {"cache_bytes_per_token", cache}, {"gbps", gbps}});
+                               {"weight_bytes_per_token", bytes}, {"cache_bytes_per_token", cache}, {"gbps", gbps},
+                               {"session_state_bytes", s.memory().state_bytes}, {"ops_ms", ops}});
       if (ci == 0) {
         for (const auto& [k, v] : s.profile()) decode_profile[k] = 1000 * v / static_cast<double>(steps);
         const auto lp = s.layer_profile();
@@ -345,6 +371,7 @@ int cmd_bench(int argc, char** argv) {
       log("batched decode of " + std::to_string(B) + " sessions at context " + std::to_string(C) + "...\n");
       SessionOptions so;
       so.max_context = C + steps + 8;
+      so.cache_type = ctype;
       so.profile = true;  // forward_batch charges each step's op times to the first session
       std::vector<std::unique_ptr<Session>> sessions;
       for (int64_t b = 0; b < B; ++b) {
@@ -379,7 +406,7 @@ int cmd_bench(int argc, char** argv) {
         const double ebytes = static_cast<double>(e.w1.bytes() + e.w3.bytes() + e.w2.bytes());
         bytes += lc.bytes - ebytes * static_cast<double>(cfg.experts_per_token);  // the dense part
         flops += lc.flops * static_cast<double>(B);
-        for (int64_t b = 0; b < B; ++b) attention_cost(cfg, l, C + 1 + steps / 2, flops, cache);
+        for (int64_t b = 0; b < B; ++b) attention_cost(cfg, l, C + 1 + steps / 2, entry_bytes, key_bytes, flops, cache);
         if (l == 0) bytes += ebytes * touched;  // every layer's experts have the same size in the bench configs
       }
       bytes += cache;
@@ -434,6 +461,7 @@ int cmd_bench(int argc, char** argv) {
     SessionOptions so;
     so.threads = threads;
     so.max_context = P + 1;
+    so.cache_type = ctype;
     if (a.has("--max-batch")) so.max_batch = a.get_int("--max-batch", so.max_batch);
     so.profile = true;
     Session s(model, so);
@@ -445,7 +473,7 @@ int cmd_bench(int argc, char** argv) {
     for (int64_t l = 0; l < cfg.num_layers; ++l)
       for (int64_t t = 0; t < P; ++t) {
         flops += lcost[static_cast<size_t>(l)].flops;
-        attention_cost(cfg, l, t, flops, cache);
+        attention_cost(cfg, l, t, entry_bytes, key_bytes, flops, cache);
       }
     const double gflops = flops / sec / 1e9;
     nlohmann::json prof;
@@ -482,8 +510,9 @@ int cmd_bench(int argc, char** argv) {
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  std::printf("\ndsv4 bench: %s, %lld layers, %d threads, kernel tier %s, %.2f GiB of weights (built in %.1f s)\n", source.c_str(),
-              static_cast<long long>(cfg.num_layers), threads, kernel_tier.c_str(), static_cast<double>(weight_bytes) / (1u << 30), build_s);
+  std::printf("\ndsv4 bench: %s, %lld layers, %d threads, kernel tier %s, %s cache, %.2f GiB of weights (built in %.1f s)\n", source.c_str(),
+              static_cast<long long>(cfg.num_layers), threads, kernel_tier.c_str(), out["cache_type"].get<std::string>().c_str(),
+              static_cast<double>(weight_bytes) / (1u << 30), build_s);
   std::printf("ceilings: copy bandwidth %.1f GB/s (read+write; best in the run; full measurements", ceil.copy_gbps);
   for (double v : copy_samples) std::printf(" %.1f", v);
   std::printf("), read bandwidth %.1f GB/s, matmul %.1f GFLOP/s (best of", ceil.read_gbps, ceil.matmul_gflops);
@@ -496,6 +525,23 @@ int cmd_bench(int argc, char** argv) {
                   d["ms_per_token"].get<double>(), d["bytes_per_token"].get<double>() / 1e6, d["gbps"].get<double>(),
                   100 * d["bandwidth_ratio"].get<double>(), 100 * d["read_bandwidth_ratio"].get<double>());
   std::printf("(the median step against the best copy / read bandwidth measured in the run)\n");
+  {  // where the time goes at each context, and the session's memory there
+    std::vector<std::string> keys;
+    for (const auto& d : out["decode"])
+      if (d.contains("ops_ms")) {
+        for (auto it = d["ops_ms"].begin(); it != d["ops_ms"].end(); ++it) keys.push_back(it.key());
+        break;
+      }
+    std::printf("\ndecode ms/token per op, %s cache:\n%-12s", out["cache_type"].get<std::string>().c_str(), "context");
+    for (const auto& k : keys) std::printf(" %15s", k.c_str());
+    std::printf(" %12s\n", "state");
+    for (const auto& d : out["decode"])
+      if (d.contains("ops_ms")) {
+        std::printf("%-12lld", static_cast<long long>(d["context"].get<int64_t>()));
+        for (const auto& k : keys) std::printf(" %15.2f", d["ops_ms"].value(k, 0.0));
+        std::printf(" %12s\n", human_bytes(static_cast<double>(d["session_state_bytes"].get<uint64_t>())).c_str());
+      }
+  }
   if (!batch_runs.empty()) {
     std::printf("\nbatched decode at context %lld: B sessions, one token each per step; bound = max(bytes / copy bandwidth, FLOPs / matmul)\n",
                 static_cast<long long>(contexts.front()));

@@ -35,6 +35,14 @@ std::string require(const Args& a, const std::string& flag) {
   return *v;
 }
 
+CacheType cache_type(const Args& a) {
+  try {
+    return parse_cache_type(a.get("--cache-type").value_or("f32"));
+  } catch (const InvalidArgument& e) {
+    throw UsageError(std::string("--cache-type: ") + e.what());
+  }
+}
+
 LoadOptions load_options(const Args& a) {
   LoadOptions o;
   o.backend = a.get("--backend").value_or("cpu");
@@ -67,7 +75,7 @@ std::string model_dir(const Args& a) {
 int cmd_info(int argc, char** argv) {
   Args a("info", "Config summary, parameters and bytes by dtype, backends and devices, memory at a context length.", argc, argv,
          {{{"-m,--model", "model directory", "$DSV4_MODEL or the demo model", false, "DIR"},
-           {"--context", "context length for the memory estimate", "65536", false, "N"}},
+           {"--context", "context length for the memory estimate", "the model maximum", false, "N"}},
           backend_opts()});
   std::cout << "backends compiled in:";
   for (const auto& b : dsv4::compiled_backends()) std::cout << " " << b;
@@ -92,9 +100,10 @@ int cmd_info(int argc, char** argv) {
               << human_bytes(static_cast<double>(b.memory_available)) << " free of " << human_bytes(static_cast<double>(b.memory_total))
               << "\n";
   }
-  const int64_t ctx = a.get_int("--context", 65536);
-  if (ctx <= 0) throw UsageError("--context must be positive");
   const auto& c = model->config();
+  const int64_t max_pos = c.max_position_embeddings > 0 ? c.max_position_embeddings : 16384;
+  const int64_t ctx = a.get_int("--context", max_pos);
+  if (ctx <= 0) throw UsageError("--context must be positive");
   const auto st = model->stats();
   std::cout << "model: " << model_dir(a) << " (" << st.layout << " layout)\n" << c.summary();
   std::cout << "parameters: " << st.parameters << " (" << static_cast<double>(st.parameters) / 1e9 << " B)";
@@ -107,10 +116,26 @@ int cmd_info(int argc, char** argv) {
   }
   std::cout << "  total: " << human_bytes(static_cast<double>(total)) << " (files " << human_bytes(static_cast<double>(st.file_bytes))
             << ", memory-mapped)\n";
+  // Session state: a fixed part when the session is created, then cache blocks from the model's
+  // pool as the position advances (nothing is reserved for max_context up front).
+  const CachePoolStats pool = model->cache_pool();
+  std::cout << "session state at context " << ctx << " (committed as the position advances, in blocks of " << pool.block_tokens
+            << " positions; nothing is reserved up front):\n";
+  for (CacheType t : {CacheType::F32, CacheType::BF16, CacheType::FP8}) {
+    const uint64_t at0 = model->session_state_bytes(0, t), at = model->session_state_bytes(ctx, t);
+    const uint64_t block = model->session_state_bytes(pool.block_tokens, t) - model->session_state_bytes(0, t);
+    std::cout << "  " << cache_type_name(t) << (t == CacheType::F32 ? " (default, exact)" : "") << ": "
+              << human_bytes(static_cast<double>(at)) << "  (" << human_bytes(static_cast<double>(at0)) << " at creation, "
+              << human_bytes(static_cast<double>(block)) << " per block)";
+    if (ctx != max_pos) std::cout << "; at the model maximum " << max_pos << ": " << human_bytes(static_cast<double>(model->session_state_bytes(max_pos, t)));
+    std::cout << "\n";
+  }
+  std::cout << "cache pool: budget " << (pool.limit_bytes == UINT64_MAX ? std::string("none") : human_bytes(static_cast<double>(pool.limit_bytes)))
+            << " for all sessions together (LoadOptions::cache_pool_bytes), " << human_bytes(static_cast<double>(pool.in_use_bytes))
+            << " in use\n";
   const uint64_t state = model->session_state_bytes(ctx);
-  std::cout << "session cache at context " << ctx << ": " << human_bytes(static_cast<double>(state)) << "\n";
   std::cout << "estimated resident memory at context " << ctx << ": "
-            << human_bytes(static_cast<double>(st.file_bytes + state)) << " (weights touched + caches, plus scratch)\n";
+            << human_bytes(static_cast<double>(st.file_bytes + state)) << " (weights touched + f32 caches, plus scratch)\n";
   return 0;
 }
 
@@ -144,8 +169,8 @@ int cmd_logits(int argc, char** argv) {
            {"--ids-file", "a file of token ids (whitespace or comma separated)", "", false, "FILE"},
            {"-o,--output", "output .npy file (required)", "", false, "FILE"},
            {"--chunks", "feed the prompt in pieces of these sizes, the rest one token at a time", "all at once", false, "LIST"},
-           {"--max-context", "session max_context", "max(tokens, 16384)", false, "N"}},
-          backend_opts()});
+           {"--max-context", "session max_context", "the model maximum", false, "N"}},
+          cache_opts(), backend_opts()});
   const std::string out_path = require(a, "--output");
   const auto ids = read_ids(a);
   std::vector<int64_t> chunks;
@@ -160,7 +185,8 @@ int cmd_logits(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto model = dsv4::Model::load(model_dir(a), load_options(a));
   dsv4::SessionOptions opt;
-  opt.max_context = a.get_int("--max-context", std::max<int64_t>(static_cast<int64_t>(ids.size()), 16384));
+  opt.max_context = a.get_int("--max-context", 0);
+  opt.cache_type = cache_type(a);
   dsv4::Session s(model, opt);
   const int64_t V = s.vocab_size(), n = static_cast<int64_t>(ids.size());
   std::vector<float> all(static_cast<size_t>(n * V));

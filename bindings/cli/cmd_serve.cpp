@@ -39,7 +39,7 @@ void send_error(httplib::Response& res, const ApiError& e) {
 int cmd_serve(int argc, char** argv) {
   Args a("serve", "OpenAI-compatible HTTP server (POST /v1/chat/completions, /v1/completions; GET /v1/models, /health) "
          "with continuous batching.", argc, argv,
-         {model_opts(), backend_opts(),
+         {model_opts(), cache_opts(), backend_opts(),
           {{"--host", "address to listen on (loopback unless changed)", "127.0.0.1", false, "ADDR"},
            {"--port", "TCP port (0: any free port, printed)", "8080", false, "N"},
            {"--parallel", "sequences decoded together", "4", false, "N"},
@@ -61,6 +61,7 @@ int cmd_serve(int argc, char** argv) {
   so.context = a.get_int("--context", 4096);
   so.queue = static_cast<int>(a.get_int("--queue", 64));
   so.prefill_chunk = a.get_int("--prefill-chunk", 128);
+  so.cache_type = cache_type(a);
   if (so.slots <= 0 || so.slots > 256) throw UsageError("--parallel must be in [1, 256]");
   if (so.context < 2) throw UsageError("--context must be at least 2");
   if (so.queue < 0) throw UsageError("--queue must be >= 0");

@@ -77,8 +77,9 @@ SamplerParams sampler_params(const Args& a) {
 SessionOptions session_options(const Args& a, const Model& m) {
   SessionOptions o;
   const int64_t max_pos = m.config().max_position_embeddings > 0 ? m.config().max_position_embeddings : 16384;
-  o.max_context = a.get_int("--context", std::min<int64_t>(max_pos, 16384));
+  o.max_context = a.get_int("--context", max_pos);
   if (o.max_context <= 0) throw UsageError("--context must be positive");
+  o.cache_type = cache_type(a);
   return o;
 }
 
@@ -99,7 +100,7 @@ int cmd_generate(int argc, char** argv) {
          {{{"-p,--prompt", "the prompt", "read from stdin", false, "TEXT"},
            {"-n,--max-tokens", "most tokens to generate", "256", false, "N"},
            {"--think", "reasoning mode: none, high or max", "none", false, "MODE"},
-           {"--context", "context limit in tokens", "min(model maximum, 16384)", false, "N"},
+           {"--context", "context limit in tokens (memory grows with use)", "the model maximum", false, "N"},
            {"--stop", "stop string (not printed)", "", false, "TEXT"},
            {"--raw", "plain-text completion: no BOS, no chat format", "", true, ""},
            {"--hide-reasoning", "do not print the reasoning", "", true, ""},
@@ -107,7 +108,7 @@ int cmd_generate(int argc, char** argv) {
            {"--prompt-cache", "load the prompt's state from FILE when it holds a prefix of this prompt; save it there after the prompt",
             "", false, "FILE"},
            {"-v,--verbose", "log the library's info messages", "", true, ""}},
-          model_opts(), sampling_opts(), backend_opts()});
+          model_opts(), sampling_opts(), cache_opts(), backend_opts()});
   const int64_t max_tokens = a.get_int("--max-tokens", 256);
   if (max_tokens < 0 || max_tokens > (1 << 24)) throw UsageError("--max-tokens must be in [0, 16777216]");
   const ThinkMode mode = parse_think_mode(a.get("--think").value_or("none"));
@@ -202,10 +203,10 @@ int cmd_chat(int argc, char** argv) {
          {{{"-n,--max-tokens", "most tokens per reply", "512", false, "N"},
            {"--think", "reasoning mode: none, high or max", "none", false, "MODE"},
            {"--system", "system prompt", "", false, "TEXT"},
-           {"--context", "context limit in tokens", "min(model maximum, 16384)", false, "N"},
+           {"--context", "context limit in tokens (memory grows with use)", "the model maximum", false, "N"},
            {"--stop", "stop string (not printed)", "", false, "TEXT"},
            {"-v,--verbose", "log the library's info messages", "", true, ""}},
-          model_opts(), sampling_opts(), backend_opts()});
+          model_opts(), sampling_opts(), cache_opts(), backend_opts()});
   const ThinkMode mode = parse_think_mode(a.get("--think").value_or("none"));
   GenerationParams gp;
   gp.sampling = sampler_params(a);

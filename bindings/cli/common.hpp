@@ -6,6 +6,7 @@
 
 #include "args.hpp"
 #include "dsv4/backend.hpp"
+#include "dsv4/config.hpp"
 
 namespace dsv4::cli {
 
@@ -18,6 +19,8 @@ std::string human_bytes(double bytes);
 std::string require(const Args& a, const std::string& flag);
 // --backend NAME (default cpu), --device N (default 0), --threads N (default: one per hardware thread).
 LoadOptions load_options(const Args& a);
+// --cache-type (UsageError for an unknown one).
+CacheType cache_type(const Args& a);
 
 int cmd_info(int argc, char** argv);
 int cmd_logits(int argc, char** argv);

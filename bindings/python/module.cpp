@@ -437,9 +437,11 @@ step (tokens of all sessions together). progress(fraction, stage) is called duri
 cpu_tier forces a CPU kernel tier ("" = the best this CPU runs; see dsv4.cpu_tiers()).
 A backend not built into this library, or a missing device, raises UnsupportedError.)doc")
       .def(py::init([](py::object path, const std::string& backend, int device, int threads, int64_t max_batch, std::optional<py::function> progress,
-                       const std::string& cpu_tier) {
+                       const std::string& cpu_tier, uint64_t cache_pool_bytes, int64_t cache_block_tokens) {
              const std::string dir = fspath(path);
              dsv4::LoadOptions o;
+             o.cache_pool_bytes = cache_pool_bytes;
+             o.cache_block_tokens = cache_block_tokens;
              o.backend = backend;
              o.device = device;
              o.threads = threads;
@@ -454,7 +456,8 @@ A backend not built into this library, or a missing device, raises UnsupportedEr
              py::gil_scoped_release nogil;
              return PyModel{dsv4::Model::load(dir, o)};
            }),
-           "path"_a, "backend"_a = "cpu", "device"_a = 0, "threads"_a = 0, "max_batch"_a = 512, "progress"_a = py::none(), "cpu_tier"_a = "")
+           "path"_a, "backend"_a = "cpu", "device"_a = 0, "threads"_a = 0, "max_batch"_a = 512, "progress"_a = py::none(), "cpu_tier"_a = "",
+           "cache_pool_bytes"_a = 0, "cache_block_tokens"_a = 0)
       .def_property_readonly("backend", [](const PyModel& p) {
         const dsv4::BackendInfo b = p.m->backend_info();
         return py::dict("name"_a = b.name, "device"_a = b.device, "device_name"_a = b.device_name, "kernel_tier"_a = b.kernel_tier,
@@ -472,7 +475,15 @@ A backend not built into this library, or a missing device, raises UnsupportedEr
         return py::dict("parameters"_a = st.parameters, "mtp_parameters"_a = st.mtp_parameters,
                         "bytes_by_dtype"_a = st.bytes_by_dtype, "file_bytes"_a = st.file_bytes, "layout"_a = st.layout);
       })
-      .def("session_state_bytes", [](const PyModel& p, int64_t ctx) { return p.m->session_state_bytes(ctx); }, "context"_a);
+      .def("session_state_bytes", [](const PyModel& p, int64_t ctx, const std::string& cache_type) {
+             return p.m->session_state_bytes(ctx, dsv4::parse_cache_type(cache_type));
+           }, "context"_a, "cache_type"_a = "f32", "Bytes a session's state holds at `context` tokens in `cache_type` ('f32', 'bf16', 'fp8').")
+      .def("cache_pool", [](const PyModel& p) {
+        const dsv4::CachePoolStats c = p.m->cache_pool();
+        return py::dict("limit_bytes"_a = c.limit_bytes, "in_use_bytes"_a = c.in_use_bytes, "free_bytes"_a = c.free_bytes,
+                        "peak_bytes"_a = c.peak_bytes, "block_tokens"_a = c.block_tokens);
+      }, "The cache pool all sessions of this model grow from (a dict of bytes).")
+      .def("trim_cache_pool", [](const PyModel& p) { p.m->trim_cache_pool(); }, "Return the pool's free blocks to the backend.");
 
   py::class_<dsv4::SessionSnapshot>(m, "Snapshot", "A deep copy of a session's state (see Session.snapshot).")
       .def_property_readonly("position", &dsv4::SessionSnapshot::position, "Tokens the snapshot holds (the session position it was taken at).")
@@ -660,8 +671,9 @@ is validated first; on error no session changes.)doc");
 forward(tokens, all=False, copy=True) returns float32 logits: [vocab] for the last token, or
 [n, vocab] with all=True. copy=False returns a read-only view into the session that is
 overwritten by the next call (zero-copy).)doc")
-      .def(py::init([](const PyModel& model, int threads, int64_t max_context, int64_t max_batch) {
+      .def(py::init([](const PyModel& model, int threads, int64_t max_context, int64_t max_batch, const std::string& cache_type) {
              dsv4::SessionOptions o;
+             o.cache_type = dsv4::parse_cache_type(cache_type);
              o.threads = threads;
              o.max_context = max_context;
              o.max_batch = max_batch;
@@ -669,8 +681,10 @@ overwritten by the next call (zero-copy).)doc")
              p->s = std::make_unique<dsv4::Session>(model.m, o);
              return p;
            }),
-           "model"_a, "threads"_a = 0, "max_context"_a = 0, "max_batch"_a = 512,
-           "threads: most of the model's worker threads this session's steps use (0: all; the pool is sized by Model(threads=)).")
+           "model"_a, "threads"_a = 0, "max_context"_a = 0, "max_batch"_a = 512, "cache_type"_a = "f32",
+           "threads: most of the model's worker threads this session's steps use (0: all; the pool is sized by Model(threads=)).\n"
+           "max_context: most tokens the session may hold (0: the model's maximum); memory grows with the position.\n"
+           "cache_type: 'f32' (exact), 'bf16' or 'fp8': how compressed entries and indexer keys are stored.")
       .def("forward", [](py::object self, py::object tokens, bool all, bool copy) {
              auto& ps = self.cast<PySession&>();
              std::vector<int32_t> toks = to_tokens(tokens);
@@ -809,12 +823,14 @@ on_delta(dict) receives each piece (content, reasoning, logprob) and may return 
              return p;
            }, "A new independent session holding a copy of this one's state.")
       .def_property_readonly("position", [](PySession& ps) { return ps.get().position(); }, "Tokens fed so far.")
-      .def_property_readonly("max_context", [](PySession& ps) { return ps.get().max_context(); }, "Cache capacity in tokens.")
+      .def_property_readonly("max_context", [](PySession& ps) { return ps.get().max_context(); }, "Most tokens the session may hold.")
+      .def_property_readonly("cache_type", [](PySession& ps) { return std::string(dsv4::cache_type_name(ps.get().options().cache_type)); },
+                             "How compressed entries and indexer keys are stored: 'f32', 'bf16' or 'fp8'.")
       .def_property_readonly("vocab_size", [](PySession& ps) { return ps.get().vocab_size(); }, "Length of a logits row.")
       .def("memory", [](PySession& ps) {
         const auto mem = ps.get().memory();
-        return py::dict("state_bytes"_a = mem.state_bytes, "scratch_bytes"_a = mem.scratch_bytes, "logits_bytes"_a = mem.logits_bytes,
-                        "total"_a = mem.total());
+        return py::dict("state_bytes"_a = mem.state_bytes, "state_max_bytes"_a = mem.state_max_bytes, "scratch_bytes"_a = mem.scratch_bytes,
+                        "logits_bytes"_a = mem.logits_bytes, "total"_a = mem.total());
       })
       .def("close", [](PySession& ps) { close_session(ps); },
            "Release the session's memory; any later use raises ValueError. Refused (ValueError) while a call runs on it "

@@ -55,6 +55,7 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, const Tokenizer& tok, S
     throw InvalidArgument("scheduler: slots, context and prefill_chunk must be positive, queue >= 0");
   SessionOptions so;
   so.max_context = o_.context;
+  so.cache_type = o_.cache_type;
   so.max_batch = o_.prefill_chunk;
   slots_.resize(static_cast<size_t>(o_.slots));  // never resized again: TextStreams point at slot members
   for (Slot& s : slots_) {

@@ -73,6 +73,7 @@ struct SchedulerOptions {
   int64_t context = 4096;      // tokens per slot (prompt + generation)
   int queue = 64;              // jobs waiting for a slot, at most
   int64_t prefill_chunk = 128; // prompt tokens a slot adds per step
+  CacheType cache_type = CacheType::F32;  // how each slot's session stores its caches
 };
 
 class Scheduler {

@@ -177,6 +177,8 @@ dsv4_status dsv4_model_load_ex(const char* dir, const dsv4_load_params* params, 
     o.threads = p.threads;
     o.max_batch = p.max_batch;
     if (p.cpu_tier != nullptr) o.cpu_tier = p.cpu_tier;
+    o.cache_pool_bytes = p.cache_pool_bytes;
+    o.cache_block_tokens = p.cache_block_tokens;
     if (p.progress != nullptr)
       o.progress = [fn = p.progress, ud = p.user_data](double f, std::string_view stage) { fn(f, std::string(stage).c_str(), ud); };
     auto m = dsv4::Model::load(dir, o);
@@ -217,6 +219,9 @@ dsv4_status dsv4_session_create(const dsv4_model* model, const dsv4_session_para
     dsv4_session_params p = d;
     std::memcpy(&p, params, std::min(params->struct_size, sizeof p));
     DSV4_REQUIRE(p.threads >= 0 && p.max_context >= 0 && p.max_batch > 0, "threads/max_context must be >= 0, max_batch > 0");
+    DSV4_REQUIRE(p.cache_type >= DSV4_CACHE_F32 && p.cache_type <= DSV4_CACHE_FP8,
+                 "cache_type must be DSV4_CACHE_F32, DSV4_CACHE_BF16 or DSV4_CACHE_FP8");
+    o.cache_type = static_cast<dsv4::CacheType>(p.cache_type);
     o.threads = p.threads;
     o.max_context = p.max_context;
     o.max_batch = p.max_batch;
@@ -284,6 +289,23 @@ dsv4_status dsv4_session_reset(dsv4_session* s) {
 int64_t dsv4_session_position(const dsv4_session* s) { return s ? s->s->position() : -1; }
 int64_t dsv4_session_max_context(const dsv4_session* s) { return s ? s->s->max_context() : -1; }
 uint64_t dsv4_session_memory_bytes(const dsv4_session* s) { return s ? s->s->memory().total() : 0; }
+
+dsv4_status dsv4_session_state_bytes(const dsv4_session* s, uint64_t* committed, uint64_t* max_bytes) {
+  DSV4_REQUIRE(s != nullptr, "session must not be NULL");
+  const dsv4::SessionMemory m = s->s->memory();
+  if (committed != nullptr) *committed = m.state_bytes;
+  if (max_bytes != nullptr) *max_bytes = m.state_max_bytes;
+  return DSV4_OK;
+}
+
+dsv4_status dsv4_model_cache_pool(const dsv4_model* m, uint64_t* in_use, uint64_t* free_bytes, uint64_t* limit) {
+  DSV4_REQUIRE(m != nullptr, "model must not be NULL");
+  const dsv4::CachePoolStats p = m->m->cache_pool();
+  if (in_use != nullptr) *in_use = p.in_use_bytes;
+  if (free_bytes != nullptr) *free_bytes = p.free_bytes;
+  if (limit != nullptr) *limit = p.limit_bytes;
+  return DSV4_OK;
+}
 
 dsv4_status dsv4_session_last_logits(const dsv4_session* s, const float** logits, size_t* n_floats) {
   DSV4_REQUIRE(s != nullptr && logits != nullptr && n_floats != nullptr, "arguments must not be NULL");

@@ -76,6 +76,7 @@ void CpuBackend::reserve(const ModelConfig& c, int64_t max_context) {
   ws_.get(kCompressEntry, static_cast<size_t>(std::max(c.head_dim, c.index_head_dim)));
   if (max_vis > 0) {
     ws_.get(kIndexScore, static_cast<size_t>(max_vis));
+    ws_.get(kIndexQ, indexer_query_floats(c.index_n_heads, c.index_head_dim));
     ws_.get(kIndexOrder, static_cast<size_t>(max_vis));
   }
   // Each thread grows its own scratch, inside a parallel pass (the only place it is its own).

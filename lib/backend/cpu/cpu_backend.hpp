@@ -84,11 +84,12 @@ class CpuBackend : public Backend {
   OpStats stats_;
   mutable std::mutex mem_mu_;
   uint64_t buffer_bytes_ = 0, weight_bytes_ = 0;
-  static constexpr size_t kIndexScore = 200, kIndexOrder = 201, kCompressEntry = 202;
+  static constexpr size_t kIndexScore = 200, kIndexOrder = 201, kCompressEntry = 202, kIndexQ = 203;
  public:
   // Scratch (floats) of one thread in attention() / indexer_select() for positions below `max_pos + 1`.
   static size_t attention_scratch_floats(int64_t W, int64_t hd, int64_t hb, int64_t max_entries);
   static size_t indexer_scratch_floats(int64_t max_vis, int64_t nI, int64_t ihd);
+  static size_t indexer_query_floats(int64_t nI, int64_t ihd);  // a row's int16 query (int8 keys)
 };
 
 }  // namespace dsv4::DSV4_CPU_NS

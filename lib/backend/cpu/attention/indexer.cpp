@@ -10,6 +10,7 @@
 #include "backend/cpu/cpu_backend.hpp"
 #include "quant/cache_format.hpp"
 #include "util/checked.hpp"
+#include "backend/cpu/attention/indexer_int.hpp"
 
 namespace dsv4::DSV4_CPU_NS {
 
@@ -17,15 +18,17 @@ namespace {
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// score[w] for w in [w0, w1): Σ_h wts[h] · relu(q_h · K[w]) · scale, through one small GEMM.
-// `keys` [w1 - w0, ihd]: the chunk's keys in f32.
-void score_block(const IndexerArgs& a, const float* keys, int64_t s, int64_t w0, int64_t w1, float* dots, float* score,
-                 float* wt) {
-  const float scale = 1.0f / std::sqrt(static_cast<float>(a.ihd));
-  Eigen::Map<const RowMat> K(keys, w1 - w0, a.ihd);
+// dots [w1 - w0, nI] = K · q_hᵀ for the chunk's keys K [w1 - w0, ihd] in f32, through one small GEMM.
+void gemm_dots(const IndexerArgs& a, const float* keys, int64_t s, int64_t n, float* dots) {
+  Eigen::Map<const RowMat> K(keys, n, a.ihd);
   Eigen::Map<const RowMat> Qs(a.q + s * a.nI * a.ihd, a.nI, a.ihd);
-  Eigen::Map<RowMat> Dm(dots, w1 - w0, a.nI);
+  Eigen::Map<RowMat> Dm(dots, n, a.nI);
   Dm.noalias() = K * Qs.transpose();
+}
+
+// score[w] for w in [w0, w1): Σ_h wts[h] · relu(dots[w - w0, h]) · scale.
+void reduce_scores(const IndexerArgs& a, int64_t s, int64_t w0, int64_t w1, const float* dots, float* score, float* wt) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(a.ihd));
   // Σ_h wts[h] · relu(dot) in double: selections are discontinuous, so the sum must not add
   // rounding of its own. Eight partial sums (h mod 8) reduced in one fixed order, then the heads
   // past the last multiple of 8: every tier gives the same bits. The head weights are scaled in
@@ -89,32 +92,40 @@ struct Chunks {
   }
 };
 
-// Scores one chunk: keys straight from the block (f32) or decoded into `kbuf` [kChunk, ihd].
-void score_chunk(const IndexerArgs& a, const EntryTable& t, int64_t s, int64_t w0, int64_t w1, float* kbuf, float* dots, float* score,
-                 float* wt) {
-  const float* keys = reinterpret_cast<const float*>(t.at(w0));
-  if (t.fmt != EntryFormat::F32) {
-    const unsigned char* src = t.at(w0);
+// Scores one chunk: int8 keys through integer dot products with the row's int16 query `qi`;
+// other formats as f32 keys (straight from the block, or decoded into `kbuf` [kChunk, ihd]).
+void score_chunk(const IndexerArgs& a, const EntryTable& t, const QInt16& qi, int64_t s, int64_t w0, int64_t w1, float* kbuf,
+                 float* dots, float* score, float* wt) {
+  const unsigned char* src = t.at(w0);
+  if (t.fmt == EntryFormat::I8) {
+    int8_dots(qi, src, t.stride, w1 - w0, dots);
+  } else if (t.fmt == EntryFormat::F32) {
+    gemm_dots(a, reinterpret_cast<const float*>(src), s, w1 - w0, dots);
+  } else {
     for (int64_t w = w0; w < w1; ++w) quant::decode_entry(t.fmt, src + (w - w0) * t.stride, a.ihd, t.rope, kbuf + (w - w0) * a.ihd);
-    keys = kbuf;
+    gemm_dots(a, kbuf, s, w1 - w0, dots);
   }
-  score_block(a, keys, s, w0, w1, dots, score, wt);
+  reduce_scores(a, s, w0, w1, dots, score, wt);
 }
 
 }  // namespace
 
 size_t CpuBackend::indexer_scratch_floats(int64_t max_vis, int64_t nI, int64_t ihd) {
-  // Per thread: dots [kChunk, nI], decoded keys [kChunk, ihd], head weights [nI]; and for a
-  // thread that selects for whole rows, a row's scores and order [max_vis] each.
+  // Per thread: dots [kChunk, nI], decoded keys [kChunk, ihd], head weights [nI], an int16 query;
+  // and for a thread that selects for whole rows, a row's scores and order [max_vis] each.
   const size_t v = sat_size(max_vis), n = sat_size(nI);
-  return sat_add(sat_add(sat_mul(kChunk, n), sat_mul(kChunk, sat_size(ihd))), sat_add(sat_mul(2, v), sat_add(1, n)));
+  const size_t chunk = sat_add(sat_add(sat_mul(kChunk, n), sat_mul(kChunk, sat_size(ihd))), sat_add(n, qint16_floats(nI, ihd)));
+  return sat_add(chunk, sat_mul(2, v));
 }
+
+size_t CpuBackend::indexer_query_floats(int64_t nI, int64_t ihd) { return qint16_floats(nI, ihd); }
 
 void CpuBackend::indexer_select(const IndexerArgs& a) {
   int64_t max_pos = 0;
   for (int64_t s = 0; s < a.S; ++s) max_pos = std::max(max_pos, a.step.pos[s]);
   const int64_t max_vis = (max_pos + 1) / a.ratio;
   auto keys_of = [&](int64_t s) -> const EntryTable& { return a.step.seqs[a.step.seq[s]].state[a.layer].index.entries; };
+  const int64_t qf = static_cast<int64_t>(qint16_floats(a.nI, a.ihd));
   const size_t chunk_floats = static_cast<size_t>(kChunk * (a.nI + a.ihd) + a.nI);
   if (a.S < 4 && max_vis >= 2 * kChunk) {
     // Decode: one query, many entries: split the chunks across threads instead.
@@ -124,12 +135,14 @@ void CpuBackend::indexer_select(const IndexerArgs& a) {
       std::fill(sel, sel + a.topk, -1);
       float* score = ws_.get(kIndexScore, static_cast<size_t>(max_vis));
       const EntryTable& t = keys_of(s);
+      QInt16 qi;
+      if (t.fmt == EntryFormat::I8) qi = prepare_qint16(a.q + s * a.nI * a.ihd, a.nI, a.ihd, ws_.get(kIndexQ, static_cast<size_t>(qf)));
       const Chunks ch(t, vis);
       par(ch.count(), 1, [&](int tid, int64_t cb, int64_t ce) {
         float* dots = thread_scratch(tid, chunk_floats);
         for (int64_t ci = cb; ci < ce; ++ci) {
           const auto [w0, w1] = ch.range(ci);
-          score_chunk(a, t, s, w0, w1, dots + kChunk * a.nI, dots, score, dots + kChunk * (a.nI + a.ihd));
+          score_chunk(a, t, qi, s, w0, w1, dots + kChunk * a.nI, dots, score, dots + kChunk * (a.nI + a.ihd));
         }
       });
       int32_t* order = reinterpret_cast<int32_t*>(ws_.get(kIndexOrder, static_cast<size_t>(max_vis)));
@@ -144,7 +157,8 @@ void CpuBackend::indexer_select(const IndexerArgs& a) {
     float* dots = buf;                               // [kChunk, nI]
     float* kbuf = dots + kChunk * a.nI;              // [kChunk, ihd]
     float* wt = kbuf + kChunk * a.ihd;               // [nI]
-    float* score = wt + a.nI;                        // [max_vis]
+    float* qbuf = wt + a.nI;                         // the row's int16 query
+    float* score = qbuf + qf;                        // [max_vis]
     int32_t* order = reinterpret_cast<int32_t*>(score + max_vis);
     for (int64_t s = b; s < e; ++s) {
       const int64_t vis = (a.step.pos[s] + 1) / a.ratio;
@@ -152,10 +166,12 @@ void CpuBackend::indexer_select(const IndexerArgs& a) {
       std::fill(sel, sel + a.topk, -1);
       if (vis == 0) continue;
       const EntryTable& t = keys_of(s);
+      QInt16 qi;
+      if (t.fmt == EntryFormat::I8) qi = prepare_qint16(a.q + s * a.nI * a.ihd, a.nI, a.ihd, qbuf);
       const Chunks ch(t, vis);
       for (int64_t ci = 0, n = ch.count(); ci < n; ++ci) {
         const auto [w0, w1] = ch.range(ci);
-        score_chunk(a, t, s, w0, w1, kbuf, dots, score, wt);
+        score_chunk(a, t, qi, s, w0, w1, kbuf, dots, score, wt);
       }
       select_top(a, vis, score, order, sel);
     }
