@@ -506,6 +506,16 @@ int cmd_bench(int argc, char** argv) {
                                            {"weight_bytes_per_token", bytes}};
   }
 
+  {  // what a session of the whole V4-Flash holds at each context, per cache type (committed as filled)
+    const ModelConfig full = ModelConfig::parse(preset_config_json("flash", 0));
+    out["flash_43_layers_session_state"] = nlohmann::json::array();
+    for (int64_t C : std::vector<int64_t>{1024, 65536, 262144, 1048576}) {
+      nlohmann::json e = {{"context", C}};
+      for (CacheType t : {CacheType::F32, CacheType::BF16, CacheType::FP8})
+        e[cache_type_name(t)] = StateLayout::make(full, C, t).bytes_at(C);
+      out["flash_43_layers_session_state"].push_back(e);
+    }
+  }
   if (json_out) {
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -574,7 +584,12 @@ int cmd_bench(int argc, char** argv) {
   std::printf("\n\nextrapolated to the full 43-layer schedule at context %lld: %.1f ms/token (%.2f tok/s), %.2f GB of weights read per token\n",
               static_cast<long long>(contexts.front()), ex["ms_per_token"].get<double>(), ex["tokens_per_s"].get<double>(),
               ex["weight_bytes_per_token"].get<double>() / 1e9);
-  std::printf("peak RSS %.2f GiB\n", out["peak_rss_gib"].get<double>());
+  std::printf("session state of the full 43-layer V4-Flash (committed as the position advances):");
+  for (const auto& e : out["flash_43_layers_session_state"])
+    std::printf("\n  context %-8lld f32 %10s   bf16 %10s   fp8 %10s", static_cast<long long>(e["context"].get<int64_t>()),
+                human_bytes(static_cast<double>(e["f32"].get<uint64_t>())).c_str(), human_bytes(static_cast<double>(e["bf16"].get<uint64_t>())).c_str(),
+                human_bytes(static_cast<double>(e["fp8"].get<uint64_t>())).c_str());
+  std::printf("\npeak RSS %.2f GiB\n", out["peak_rss_gib"].get<double>());
   return 0;
 }
 

@@ -143,6 +143,25 @@ int main(int argc, char** argv) {
   EXPECT(rel_err(logits, golden + 97 * V, n) < 1e-4);
   printf("C ABI official_a rel err (last chunk): %.3g\n", rel_err(logits, golden + 97 * V, n));
 
+  /* cache state: committed grows with the position, the maximum is not allocated; cache types */
+  {
+    uint64_t committed = 0, max_bytes = 0, in_use = 0, free_b = 0, limit = 0;
+    dsv4_session_params cp = dsv4_session_default_params();
+    dsv4_session* s8 = NULL;
+    EXPECT(dsv4_session_state_bytes(sess, &committed, &max_bytes) == DSV4_OK);
+    EXPECT(committed > 0 && committed < max_bytes);
+    EXPECT(dsv4_model_cache_pool(model, &in_use, &free_b, &limit) == DSV4_OK);
+    EXPECT(in_use > 0 && limit >= in_use);
+    cp.cache_type = 7;
+    EXPECT(dsv4_session_create(model, &cp, &s8) == DSV4_ERR_INVALID_ARGUMENT);
+    EXPECT(s8 == NULL);
+    cp.cache_type = DSV4_CACHE_FP8;
+    EXPECT(dsv4_session_create(model, &cp, &s8) == DSV4_OK);
+    EXPECT(dsv4_session_forward(s8, ids, 97, 1, &logits, &n) == DSV4_OK);
+    EXPECT(rel_err(logits, golden, n) < 0.3);
+    dsv4_session_free(s8);
+  }
+
   /* bad token id: status, message, session unchanged and still usable */
   {
     int32_t bad = (int32_t)V;

@@ -26,7 +26,7 @@ if(NOT rc EQUAL 0)
 endif()
 
 execute_process(COMMAND ${CLI} info -m ${model} --context 1048576 RESULT_VARIABLE rc OUTPUT_VARIABLE out)
-if(NOT rc EQUAL 0 OR NOT out MATCHES "F8_E4M3" OR NOT out MATCHES "session cache at context 1048576")
+if(NOT rc EQUAL 0 OR NOT out MATCHES "F8_E4M3" OR NOT out MATCHES "session state at context 1048576" OR NOT out MATCHES "fp8: ")
   message(FATAL_ERROR "dsv4 info output unexpected (${rc}): ${out}")
 endif()
 

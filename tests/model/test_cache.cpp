@@ -150,7 +150,7 @@ TEST_CASE("cache types: bf16 and fp8 against f32 on the goldens (logit error and
   }
 }
 
-TEST_CASE("cache types: snapshots, state files and forks keep the type; another type is refused") {
+TEST_CASE("cache types: snapshots, state files and forks keep the type, another type is refused") {
   const Golden g = load_golden("mid_flash");
   const auto model = Model::load(golden_dir("mid_flash"));
   const auto dir = std::filesystem::temp_directory_path() / "dsv4_test_cache_types";
@@ -191,4 +191,26 @@ TEST_CASE("cache types: snapshots, state files and forks keep the type; another 
   const double f32 = static_cast<double>(model->session_state_bytes(ctx, CacheType::F32));
   CHECK(static_cast<double>(model->session_state_bytes(ctx, CacheType::BF16)) < 0.55 * f32);
   CHECK(static_cast<double>(model->session_state_bytes(ctx, CacheType::FP8)) < 0.4 * f32);
+}
+
+TEST_CASE("a long prompt is processed in steps of max_batch: scratch does not grow with the prompt") {
+  const auto model = Model::load(golden_dir("mid_flash"));
+  const int64_t V = model->config().vocab_size;
+  std::vector<int32_t> ids(16384);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<size_t>(V));
+  SessionOptions o;
+  o.max_batch = 64;
+  Session s(model, o);
+  s.forward({ids.data(), 4096});
+  const uint64_t scratch4k = s.memory().scratch_bytes;
+  s.reset();
+  s.forward(ids);  // 16K tokens in one call
+  const uint64_t scratch16k = s.memory().scratch_bytes;
+  MESSAGE("scratch after a 4K prompt " << scratch4k << " B, after a 16K prompt " << scratch16k << " B");
+  // What may grow with the context: a row's indexer scores and order (2 floats per visible
+  // entry) and attention's gathered entries, per thread; never a buffer per prompt row (16K rows
+  // of the hidden state alone would be 16K x hidden x 4 bytes).
+  const uint64_t per_row = static_cast<uint64_t>(model->config().hidden_size) * 4;
+  CHECK(scratch16k - scratch4k < 12288 * per_row / 4);
+  CHECK(s.position() == 16384);
 }

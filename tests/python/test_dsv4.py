@@ -215,3 +215,25 @@ def test_sampler_sees_edits_after_top_k():
     logits[5], logits[7], logits[9] = 3, 2, 1
     s = dsv4.Sampler.empty(0).add_top_k(3).add_logit_bias({9: 100.0}).add_greedy()
     assert s.sample(logits) == 9
+
+
+def test_cache_types_and_pool(model, golden):
+    ids, logits = golden
+    f32 = dsv4.Session(model)
+    assert f32.cache_type == "f32"
+    assert f32.max_context == 1048576  # the model's maximum
+    fresh = f32.memory()
+    assert fresh["state_bytes"] < fresh["state_max_bytes"]
+    out32 = f32.forward(ids, all=True)
+    assert rel_err(out32, logits) < 1e-4
+    assert f32.memory()["state_bytes"] > fresh["state_bytes"]  # a cache block
+    for t, tol in (("bf16", 0.05), ("fp8", 0.3)):
+        s = dsv4.Session(model, cache_type=t)
+        assert s.cache_type == t
+        out = s.forward(ids, all=True)
+        assert rel_err(out, out32) < tol
+        assert model.session_state_bytes(1 << 20, t) < model.session_state_bytes(1 << 20)
+    pool = model.cache_pool()
+    assert pool["in_use_bytes"] > 0 and pool["block_tokens"] == 1024
+    with pytest.raises(dsv4.InvalidArgument, match="cache type"):
+        dsv4.Session(model, cache_type="fp4")
