@@ -80,7 +80,7 @@ typedef enum dsv4_status DSV4_ENUM_BASE {
   DSV4_ERR_CONFIG = 4,           /* config.json key missing or inconsistent */
   DSV4_ERR_SHAPE = 5,            /* tensor dtype/shape differs from the config */
   DSV4_ERR_MISSING_TENSOR = 6,   /* required tensor absent */
-  DSV4_ERR_CAPACITY = 7,         /* session max_context would be exceeded */
+  DSV4_ERR_CAPACITY = 7,         /* session max_context or the model's cache pool would be exceeded */
   DSV4_ERR_CANCELLED = 8,        /* a callback asked to stop (on_token, on_text, or the session's cancel callback) */
   DSV4_ERR_OUT_OF_MEMORY = 9,
   DSV4_ERR_INTERNAL = 10,

@@ -19,7 +19,7 @@ enum class ErrorKind {
   Shape,            // a tensor's dtype or shape differs from what the config implies
   MissingTensor,    // a required tensor is absent from the checkpoint
   InvalidArgument,  // a caller-supplied value is out of range (token id, empty input, option)
-  Capacity,         // a session limit (max_context) would be exceeded
+  Capacity,         // a limit would be exceeded: a session's max_context, the model's cache pool, memory
   Unsupported,      // a backend, device or feature that this build or machine does not have
   Cancelled,        // the host's cancel callback asked a long call to stop (Session::set_cancel_callback)
 };

@@ -14,7 +14,11 @@
 // keeps the Model alive. A model is loaded onto one backend (LoadOptions: cpu, or cuda where
 // built); that backend instance, its thread pool and its step buffers are shared by all the
 // model's sessions, whose steps take turns on it (sessions on N threads never start N pools).
-// Each Session owns its sequence state (caches) in the backend's memory.
+// Each Session owns its sequence state (caches) in the backend's memory: a fixed part from its
+// creation, then cache blocks taken from the model's pool (shared by all its sessions, one budget:
+// LoadOptions::cache_pool_bytes) as its position advances, and given back by reset() or its
+// destruction. forward() takes the blocks a call needs before the first step: a CapacityError
+// when the pool is spent, the session unchanged.
 // A Session is not thread-safe: one call at a time. The span returned by forward() points into
 // the session and stays valid until the next forward(), forward_batch() or reset().
 //

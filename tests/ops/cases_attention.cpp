@@ -241,6 +241,20 @@ void add_attention_cases(std::vector<OpCase>& v) {
       csa.fmt = f;
       add(v, "window + selected entries (CSA)", csa);
     }
+  // Rows that see more than one key block (1024 rows): the blocked path, alone (decode: blocks
+  // across threads) and with short rows and other long ones in one step (prefill: blocks in turn).
+  for (int64_t S : {1, 3, 13}) {
+    AttnSpec lh{{{5000, S}}, 5, 16, 8, 4, 3, true, false};
+    lh.per_block = 64;
+    add(v, "HCA beyond one key block", lh);
+    AttnSpec lc{{{6000, S}}, 5, 16, 8, 4, 1300, true, true};
+    lc.per_block = 256;
+    lc.fmt = EntryFormat::FP8;
+    add(v, "CSA, 1300 selected (beyond one key block)", lc);
+  }
+  AttnSpec mixed{{{4100, 1}, {30, 5}, {8000, 2}, {900, 1}}, 3, 16, 8, 4, 3, true, false};
+  mixed.per_block = 100;
+  add(v, "HCA, long and short rows of four sequences", mixed);
   // Rows of several sequences at different positions and lengths in one step.
   AttnSpec multi{{{0, 5}, {40, 1}, {7, 13}, {300, 2}}};
   multi.entries = multi.select = true;
@@ -262,6 +276,9 @@ void add_attention_cases(std::vector<OpCase>& v) {
   AttnSpec fp8h{{{2300, 1}}, 64, 512, 128, 128, 512, true, false};
   fp8h.fmt = EntryFormat::FP8;
   add(v, "V4-Flash HCA decode (m=128)", fp8h, true);
+  AttnSpec deep{{{262100, 1}}, 64, 512, 128, 128, 512, true, false};
+  deep.fmt = EntryFormat::FP8;
+  add(v, "V4-Flash HCA decode at 256K (2048 entries)", deep, true);
   add(v, "V4-Flash CSA, 4 sessions batched", {{{2300, 1}, {700, 1}, {5000, 1}, {130, 1}}, 64, 512, 128, 4, 512, true, true}, true);
   for (auto seqs : std::vector<std::vector<std::pair<int64_t, int64_t>>>{{{0, 1}}, {{0, 13}}, {{5, 137}}, {{0, 3}, {20, 9}, {7, 1}}})
     v.push_back({"attention", "store_window W=8, rows " + describe(seqs), false,

@@ -74,6 +74,11 @@ void CpuBackend::reserve(const ModelConfig& c, int64_t max_context) {
   const size_t per_thread = std::max({attention_scratch_floats(c.sliding_window, c.head_dim, c.num_heads, max_entries),
                                       max_vis > 0 ? indexer_scratch_floats(max_vis, c.index_n_heads, c.index_head_dim) : size_t{0}});
   ws_.get(kCompressEntry, static_cast<size_t>(std::max(c.head_dim, c.index_head_dim)));
+  {  // the blocked attention's per-block results of a decode step (up to 3 rows)
+    const int64_t key_blocks = (c.sliding_window + max_entries + 1023) / 1024, head_blocks = (c.num_heads + 31) / 32;
+    ws_.get(kAttnParts, static_cast<size_t>(3 * key_blocks * head_blocks * (32 * c.head_dim + 64)));
+    ws_.get_i32(kAttnFirst, 4);
+  }
   if (max_vis > 0) {
     ws_.get(kIndexScore, static_cast<size_t>(max_vis));
     ws_.get(kIndexQ, indexer_query_floats(c.index_n_heads, c.index_head_dim));
