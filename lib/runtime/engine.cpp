@@ -73,12 +73,18 @@ std::unique_ptr<SequenceState> Engine::new_sequence(int64_t capacity, CacheType 
 }
 
 void Engine::grow_locked(SequenceState& seq, int64_t tokens, const char* what) {
+  const int64_t before = seq.blocks();
   if (!seq.grow(tokens, what)) return;
   // Scratch for the context the blocks now reach (grow only; once per block, not per token).
   const StateLayout& L = seq.layout();
   const int64_t ctx = std::min(L.capacity, seq.blocks() * L.block_tokens + L.block_tokens);
   if (ctx > reserved_context_) {
-    be_->reserve(c_, ctx);
+    try {
+      be_->reserve(c_, ctx);
+    } catch (...) {
+      seq.shrink(before);  // all or nothing
+      throw;
+    }
     reserved_context_ = ctx;
   }
 }
