@@ -152,6 +152,7 @@ typedef struct dsv4_session_params {
                            with the position, a cache block at a time (DSV4_ERR_CAPACITY when the model's pool is spent) */
   int64_t max_batch;    /* tokens per internal step, default 512 */
   int32_t cache_type;   /* DSV4_CACHE_F32 (default, exact), DSV4_CACHE_BF16 or DSV4_CACHE_FP8 */
+  int32_t cache_window; /* non-zero: store the sliding-window rows in cache_type too (less memory, less accurate) */
 } dsv4_session_params;
 typedef enum dsv4_cache_type DSV4_ENUM_BASE { DSV4_CACHE_F32 = 0, DSV4_CACHE_BF16 = 1, DSV4_CACHE_FP8 = 2 } dsv4_cache_type;
 DSV4_C_API dsv4_session_params dsv4_session_default_params(void);

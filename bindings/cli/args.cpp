@@ -31,7 +31,8 @@ std::vector<Opt> backend_opts() {
 
 std::vector<Opt> cache_opts() {
   return {{"--cache-type", "how the session stores compressed entries and indexer keys: f32 (exact), bf16 (half), fp8 (about a quarter)",
-           "f32", false, "TYPE"}};
+           "f32", false, "TYPE"},
+          {"--cache-window", "store the sliding-window rows in the cache type too (less memory, less accurate)", "", true, ""}};
 }
 
 std::vector<Opt> sampling_opts() {

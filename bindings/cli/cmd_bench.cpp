@@ -198,6 +198,7 @@ int cmd_bench(int argc, char** argv) {
   lo.threads = threads;
   const int64_t steps = a.get_int("--steps", 8);
   const CacheType ctype = cache_type(a);
+  const bool cwin = a.has("--cache-window");
   // A context at the model's maximum is measured as deep as the timed steps leave room for.
   for (int64_t& c : contexts) {
     if (c < 0) throw UsageError("--contexts must be >= 0");
@@ -206,7 +207,7 @@ int cmd_bench(int argc, char** argv) {
   }
   const int64_t max_ctx = contexts.empty() ? 0 : *std::max_element(contexts.begin(), contexts.end());
   // The session's state at the deepest context, in the chosen cache type (committed as filled).
-  const StateLayout state_layout = StateLayout::make(cfg, max_ctx + steps + 8, ctype);
+  const StateLayout state_layout = StateLayout::make(cfg, max_ctx + steps + 8, ctype, 0, cwin);
   const double state_need = static_cast<double>(state_layout.bytes_at(max_ctx + steps + 8));
   const bool json_out = a.has("--json");
   auto log = [&](const std::string& s) {
@@ -320,6 +321,7 @@ int cmd_bench(int argc, char** argv) {
     so.max_context = max_ctx + steps + 8;
     so.profile = true;
     so.cache_type = ctype;
+    so.cache_window = cwin;
     Session s(model, so);
     const auto ids = random_ids(steps + 1, cfg.vocab_size, 7);
     for (size_t ci = 0; ci < contexts.size(); ++ci) {
@@ -372,6 +374,7 @@ int cmd_bench(int argc, char** argv) {
       SessionOptions so;
       so.max_context = C + steps + 8;
       so.cache_type = ctype;
+    so.cache_window = cwin;
       so.profile = true;  // forward_batch charges each step's op times to the first session
       std::vector<std::unique_ptr<Session>> sessions;
       for (int64_t b = 0; b < B; ++b) {
@@ -462,6 +465,7 @@ int cmd_bench(int argc, char** argv) {
     so.threads = threads;
     so.max_context = P + 1;
     so.cache_type = ctype;
+    so.cache_window = cwin;
     if (a.has("--max-batch")) so.max_batch = a.get_int("--max-batch", so.max_batch);
     so.profile = true;
     Session s(model, so);

@@ -187,6 +187,7 @@ int cmd_logits(int argc, char** argv) {
   dsv4::SessionOptions opt;
   opt.max_context = a.get_int("--max-context", 0);
   opt.cache_type = cache_type(a);
+  opt.cache_window = a.has("--cache-window");
   dsv4::Session s(model, opt);
   const int64_t V = s.vocab_size(), n = static_cast<int64_t>(ids.size());
   std::vector<float> all(static_cast<size_t>(n * V));

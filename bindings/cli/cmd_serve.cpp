@@ -62,6 +62,7 @@ int cmd_serve(int argc, char** argv) {
   so.queue = static_cast<int>(a.get_int("--queue", 64));
   so.prefill_chunk = a.get_int("--prefill-chunk", 128);
   so.cache_type = cache_type(a);
+  so.cache_window = a.has("--cache-window");
   if (so.slots <= 0 || so.slots > 256) throw UsageError("--parallel must be in [1, 256]");
   if (so.context < 2) throw UsageError("--context must be at least 2");
   if (so.queue < 0) throw UsageError("--queue must be >= 0");

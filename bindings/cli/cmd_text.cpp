@@ -80,6 +80,7 @@ SessionOptions session_options(const Args& a, const Model& m) {
   o.max_context = a.get_int("--context", max_pos);
   if (o.max_context <= 0) throw UsageError("--context must be positive");
   o.cache_type = cache_type(a);
+  o.cache_window = a.has("--cache-window");
   return o;
 }
 

@@ -671,9 +671,11 @@ is validated first; on error no session changes.)doc");
 forward(tokens, all=False, copy=True) returns float32 logits: [vocab] for the last token, or
 [n, vocab] with all=True. copy=False returns a read-only view into the session that is
 overwritten by the next call (zero-copy).)doc")
-      .def(py::init([](const PyModel& model, int threads, int64_t max_context, int64_t max_batch, const std::string& cache_type) {
+      .def(py::init([](const PyModel& model, int threads, int64_t max_context, int64_t max_batch, const std::string& cache_type,
+                       bool cache_window) {
              dsv4::SessionOptions o;
              o.cache_type = dsv4::parse_cache_type(cache_type);
+             o.cache_window = cache_window;
              o.threads = threads;
              o.max_context = max_context;
              o.max_batch = max_batch;
@@ -681,10 +683,11 @@ overwritten by the next call (zero-copy).)doc")
              p->s = std::make_unique<dsv4::Session>(model.m, o);
              return p;
            }),
-           "model"_a, "threads"_a = 0, "max_context"_a = 0, "max_batch"_a = 512, "cache_type"_a = "f32",
+           "model"_a, "threads"_a = 0, "max_context"_a = 0, "max_batch"_a = 512, "cache_type"_a = "f32", "cache_window"_a = false,
            "threads: most of the model's worker threads this session's steps use (0: all; the pool is sized by Model(threads=)).\n"
            "max_context: most tokens the session may hold (0: the model's maximum); memory grows with the position.\n"
-           "cache_type: 'f32' (exact), 'bf16' or 'fp8': how compressed entries and indexer keys are stored.")
+           "cache_type: 'f32' (exact), 'bf16' or 'fp8': how compressed entries and indexer keys are stored.\n"
+           "cache_window: store the sliding-window rows in cache_type too (less memory, less accurate).")
       .def("forward", [](py::object self, py::object tokens, bool all, bool copy) {
              auto& ps = self.cast<PySession&>();
              std::vector<int32_t> toks = to_tokens(tokens);

@@ -56,6 +56,7 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, const Tokenizer& tok, S
   SessionOptions so;
   so.max_context = o_.context;
   so.cache_type = o_.cache_type;
+  so.cache_window = o_.cache_window;
   so.max_batch = o_.prefill_chunk;
   slots_.resize(static_cast<size_t>(o_.slots));  // never resized again: TextStreams point at slot members
   for (Slot& s : slots_) {

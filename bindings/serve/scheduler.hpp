@@ -74,6 +74,7 @@ struct SchedulerOptions {
   int queue = 64;              // jobs waiting for a slot, at most
   int64_t prefill_chunk = 128; // prompt tokens a slot adds per step
   CacheType cache_type = CacheType::F32;  // how each slot's session stores its caches
+  bool cache_window = false;
 };
 
 class Scheduler {

@@ -102,6 +102,10 @@ struct SessionOptions {
   int64_t max_context = 0;    // most tokens the session may hold; 0 = the model's max_position_embeddings (16384 if unset).
                               // Memory grows with the position, a block at a time, not for max_context up front.
   CacheType cache_type = CacheType::F32;  // how compressed entries and indexer keys are stored
+  // Store the sliding-window rows in cache_type too (DeepSeek's FP8 layout for every cached row;
+  // V4-Flash: 11 MiB of f32 window per session -> 3 MiB in fp8). Off by default: the window is
+  // read by every layer and rounding it costs accuracy (README: Memory).
+  bool cache_window = false;
   int64_t max_batch = 512;    // longest run of this session's tokens in one step (also capped by LoadOptions::max_batch)
   bool profile = false;       // accumulate time per op family (Session::profile())
 };

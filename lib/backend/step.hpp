@@ -49,7 +49,9 @@ struct CompressorBufs {
 
 // One sequence's state in one layer.
 struct LayerState {
-  float* ring = nullptr;  // [W, hd]: window row of position j at row j % W
+  unsigned char* ring = nullptr;  // [W] window rows in window_fmt, window_stride bytes apart: position j at row j % W
+  EntryFormat window_fmt = EntryFormat::F32;
+  int32_t window_stride = 0, window_rope = 0;  // bytes per row (0: hd f32 values); trailing rotary dims
   CompressorBufs comp;    // the attention compressor (CSA / HCA layers)
   CompressorBufs index;   // the indexer's compressor (CSA layers)
 };

@@ -222,6 +222,7 @@ dsv4_status dsv4_session_create(const dsv4_model* model, const dsv4_session_para
     DSV4_REQUIRE(p.cache_type >= DSV4_CACHE_F32 && p.cache_type <= DSV4_CACHE_FP8,
                  "cache_type must be DSV4_CACHE_F32, DSV4_CACHE_BF16 or DSV4_CACHE_FP8");
     o.cache_type = static_cast<dsv4::CacheType>(p.cache_type);
+    o.cache_window = p.cache_window != 0;
     o.threads = p.threads;
     o.max_context = p.max_context;
     o.max_batch = p.max_batch;

@@ -35,7 +35,7 @@ struct Session::Impl {
     if (opt.threads < 0) throw InvalidArgument("SessionOptions::threads must be >= 0 (0: all of the model's threads)");
     if (opt.cache_type != CacheType::F32 && opt.cache_type != CacheType::BF16 && opt.cache_type != CacheType::FP8)
       throw InvalidArgument("SessionOptions::cache_type " + std::to_string(static_cast<int>(opt.cache_type)) + " is not a CacheType");
-    seq = engine.new_sequence(opt.max_context, opt.cache_type);
+    seq = engine.new_sequence(opt.max_context, opt.cache_type, opt.cache_window);
     last.assign(static_cast<size_t>(c.vocab_size), 0.0f);
   }
 
@@ -221,7 +221,7 @@ void each_piece(const SequenceState& seq, int64_t pos, F&& fn) {
     fn(Piece{l, which, 0, floats, static_cast<unsigned char*>(p), nullptr});
   };
   for (size_t l = 0; l < L.layers.size(); ++l) {
-    flat(l, 0, d[l].ring, L.ring_floats);
+    fn(Piece{l, 0, 0, L.ring_words, d[l].ring, &L.window});
     auto comp = [&](int which, const StateLayout::Comp& cp, const CompressorBufs& b) {
       if (!cp.present) return;
       flat(l, which + 0, b.pend_kv, cp.pend_floats());
@@ -262,6 +262,7 @@ SessionSnapshot Session::snapshot() const {
   d->model = s.model.get();
   d->pos = s.pos;
   d->cache_type = s.opt.cache_type;
+  d->cache_window = s.opt.cache_window;
   if (s.has_last) d->last = s.last;
   Backend& be = s.engine.backend();
   each_piece(*s.seq, s.pos, [&](const Piece& p) {
@@ -274,9 +275,10 @@ void Session::restore(const SessionSnapshot& snap) {
   Impl& s = *impl_;
   const auto& d = snap.data();
   if (d.model != s.model.get()) throw InvalidArgument("restore: the snapshot was taken from a session of another model");
-  if (d.cache_type != s.opt.cache_type)
+  if (d.cache_type != s.opt.cache_type || (d.cache_type != CacheType::F32 && d.cache_window != s.opt.cache_window))
     throw InvalidArgument(std::string("restore: the snapshot holds a ") + cache_type_name(d.cache_type) + " cache; this session's is " +
-                          cache_type_name(s.opt.cache_type) + " (create the session with the snapshot's cache_type)");
+                          cache_type_name(s.opt.cache_type) + (d.cache_window != s.opt.cache_window ? " (and the window rows differ)" : "") +
+                          " (create the session with the snapshot's cache_type and cache_window)");
   if (d.pos > s.opt.max_context)
     throw CapacityError("restore: snapshot at position " + std::to_string(d.pos) + " exceeds this session's max_context " +
                         std::to_string(s.opt.max_context));
@@ -302,7 +304,7 @@ void Session::save_state(const std::filesystem::path& file, std::string_view met
 std::string Session::load_state(const std::filesystem::path& file) {
   Impl& s = *impl_;
   std::string metadata;
-  auto d = std::make_shared<SessionSnapshot::Data>(read_state_file(file, *s.model, s.opt.cache_type, [&](int64_t pos) {
+  auto d = std::make_shared<SessionSnapshot::Data>(read_state_file(file, *s.model, s.opt.cache_type, s.opt.cache_window, [&](int64_t pos) {
     if (pos > s.opt.max_context)
       throw CapacityError("session state " + file.string() + " holds " + std::to_string(pos) + " tokens; this session's max_context is " +
                           std::to_string(s.opt.max_context) + " (raise SessionOptions::max_context)");

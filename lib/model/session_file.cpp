@@ -102,6 +102,7 @@ void write_state_file(const std::filesystem::path& file, const SessionSnapshot::
                                  {"position", d.pos},
                                  {"logits", d.last.size()},
                                  {"dtype", cache_type_name(d.cache_type)},
+                                 {"cache_window", d.cache_window},
                                  {"vectors", vectors},
                                  {"metadata", metadata.size()}};
   const std::string hs = header.dump();
@@ -141,7 +142,7 @@ void write_state_file(const std::filesystem::path& file, const SessionSnapshot::
   }
 }
 
-SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const Model& model, CacheType type,
+SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const Model& model, CacheType type, bool cache_window,
                                       const std::function<std::vector<uint64_t>(int64_t pos)>& expect, std::string* metadata) {
   const std::string src = "session state " + file.string();
   std::ifstream f(file, std::ios::binary);
@@ -177,6 +178,11 @@ SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const M
   } catch (const InvalidArgument&) {
     throw FormatError(src + ": unknown state dtype " + h["dtype"].dump());
   }
+  const bool file_window = h.contains("cache_window") && h["cache_window"].is_boolean() && h["cache_window"].get<bool>();
+  if (file_type != CacheType::F32 && file_window != cache_window)
+    throw InvalidArgument(src + (file_window ? " stores its window rows in " : " stores its window rows in f32, ") +
+                          (file_window ? std::string(cache_type_name(file_type)) + "; " : std::string()) +
+                          "create the session with cache_window = " + (file_window ? "true" : "false"));
   if (file_type != type)
     throw InvalidArgument(src + " holds a " + cache_type_name(file_type) + " cache; this session's is " + cache_type_name(type) +
                           " (create the session with cache_type " + cache_type_name(file_type) + ")");
@@ -207,6 +213,7 @@ SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const M
   d.model = &model;
   d.pos = pos;
   d.cache_type = file_type;
+  d.cache_window = file_window;
   d.layers.resize(static_cast<size_t>(c.num_layers));
   Hash sum;
   std::string md(static_cast<size_t>(meta), '\0');

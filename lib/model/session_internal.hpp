@@ -24,6 +24,7 @@ struct SessionSnapshot::Data {
   const Model* model = nullptr;
   int64_t pos = 0;
   CacheType cache_type = CacheType::F32;  // how the entries vectors are stored (as 4-byte words)
+  bool cache_window = false;              // the ring vectors too
   std::vector<float> last;
   struct Comp {
     std::vector<float> pend_kv, pend_g, prev_kv, prev_g, entries;
@@ -64,7 +65,7 @@ void write_state_file(const std::filesystem::path& file, const SessionSnapshot::
 // Reads and checks a state file: `expect(pos)` gives the float count of every state vector (in
 // each_vector order) a session of `m` holds at `pos`, or throws when `pos` does not fit.
 // The file's cache type must be `type`.
-SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const Model& m, CacheType type,
+SessionSnapshot::Data read_state_file(const std::filesystem::path& file, const Model& m, CacheType type, bool cache_window,
                                       const std::function<std::vector<uint64_t>(int64_t pos)>& expect, std::string* metadata);
 
 }  // namespace dsv4

@@ -43,7 +43,7 @@ void comp_layout(StateLayout::Comp& c, int64_t ratio, int64_t width, int64_t rop
 
 }  // namespace
 
-StateLayout StateLayout::make(const ModelConfig& c, int64_t capacity, CacheType type, int64_t block_tokens) {
+StateLayout StateLayout::make(const ModelConfig& c, int64_t capacity, CacheType type, int64_t block_tokens, bool window_in_type) {
   if (capacity < 0) throw InvalidArgument("session capacity must be >= 0");
   StateLayout l;
   l.type = type;
@@ -61,16 +61,24 @@ StateLayout StateLayout::make(const ModelConfig& c, int64_t capacity, CacheType 
                           std::to_string(lcm) + ") and at most 2^24");
   l.block_tokens = block_tokens;
   l.max_blocks = l.blocks_for(capacity);
-  l.ring_floats = static_cast<size_t>(c.sliding_window * c.head_dim);
   const EntryFormat entry_fmt = type == CacheType::F32 ? EntryFormat::F32 : type == CacheType::BF16 ? EntryFormat::BF16 : EntryFormat::FP8;
   const EntryFormat key_fmt = type == CacheType::F32 ? EntryFormat::F32 : type == CacheType::BF16 ? EntryFormat::BF16 : EntryFormat::I8;
+  if (type != CacheType::F32 && c.head_dim > 2048)
+    throw UnsupportedError(std::string("cache type ") + cache_type_name(type) + ": head_dim " + std::to_string(c.head_dim) +
+                           " above 2048 is supported with the f32 cache only");
+  l.window.present = true;
+  l.window.fmt = window_in_type ? entry_fmt : EntryFormat::F32;  // like the compressed entries, or exact
+  l.window.width = c.head_dim;
+  l.window.rope = c.rope_dim;
+  l.window.stride = static_cast<int64_t>(quant::entry_stride(l.window.fmt, c.head_dim, c.rope_dim));
+  l.ring_words = static_cast<size_t>(c.sliding_window * l.window.stride / 4);
   Cursor fixed, block;
   l.desc = fixed.take(static_cast<uint64_t>(c.num_layers), sizeof(LayerState));
   l.table = fixed.take(static_cast<uint64_t>(l.max_blocks), sizeof(void*));
   l.layers.resize(static_cast<size_t>(c.num_layers));
   for (int64_t i = 0; i < c.num_layers; ++i) {
     Layer& L = l.layers[static_cast<size_t>(i)];
-    L.ring = fixed.take(l.ring_floats);
+    L.ring = fixed.take(static_cast<uint64_t>(c.sliding_window), static_cast<size_t>(l.window.stride));
     if (c.attn_kind[i] == AttnKind::Sliding) continue;
     const int64_t m = c.compress_ratio[i];
     const bool csa = c.attn_kind[i] == AttnKind::CSA;
@@ -114,7 +122,10 @@ std::vector<LayerState> StateLayout::descriptors(void* base) const {
   };
   std::vector<LayerState> d(layers.size());
   for (size_t i = 0; i < layers.size(); ++i) {
-    d[i].ring = at(layers[i].ring);
+    d[i].ring = b + layers[i].ring;
+    d[i].window_fmt = window.fmt;
+    d[i].window_stride = static_cast<int32_t>(window.stride);
+    d[i].window_rope = static_cast<int32_t>(window.rope);
     d[i].comp = bufs(layers[i].comp);
     d[i].index = bufs(layers[i].index);
   }

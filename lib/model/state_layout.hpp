@@ -35,7 +35,8 @@ struct StateLayout {
   int64_t block_tokens = 0;  // positions per block (a multiple of every compression ratio)
   int64_t min_ratio = 0;     // smallest compression ratio (0: no compressed layer)
   int64_t max_blocks = 0;    // blocks at full capacity
-  size_t ring_floats = 0;    // W · hd per layer
+  size_t ring_words = 0;     // 4-byte words of one layer's window ring (W rows in window.fmt)
+  Comp window;               // the window rows' format (fmt, width = hd, rope, stride)
   size_t desc = 0;           // fixed-part offset of the LayerState[num_layers] descriptors
   size_t table = 0;          // fixed-part offset of the block table (max_blocks pointers)
   size_t fixed_bytes = 0;    // the fixed part
@@ -44,7 +45,9 @@ struct StateLayout {
 
   // `block_tokens` <= 0: the default (1024, rounded up to a multiple of every ratio). Throws
   // CapacityError when the sizes do not fit in 64 bits, InvalidArgument for a bad block size.
-  static StateLayout make(const ModelConfig& c, int64_t capacity, CacheType type = CacheType::F32, int64_t block_tokens = 0);
+  // window_in_type: the window rows are stored in `type` too (else f32).
+  static StateLayout make(const ModelConfig& c, int64_t capacity, CacheType type = CacheType::F32, int64_t block_tokens = 0,
+                          bool window_in_type = false);
   // Blocks holding every entry completed by positions < tokens.
   int64_t blocks_for(int64_t tokens) const;
   // Bytes of the state at `tokens` positions: the fixed part and its blocks.

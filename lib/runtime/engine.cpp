@@ -61,8 +61,8 @@ Engine::Engine(const ModelConfig& c, const ModelWeights& host_weights, std::uniq
 
 Engine::~Engine() = default;
 
-std::unique_ptr<SequenceState> Engine::new_sequence(int64_t capacity, CacheType type) {
-  StateLayout layout = StateLayout::make(c_, capacity, type, block_tokens_);
+std::unique_ptr<SequenceState> Engine::new_sequence(int64_t capacity, CacheType type, bool window_in_type) {
+  StateLayout layout = StateLayout::make(c_, capacity, type, block_tokens_, window_in_type);
   std::lock_guard<std::mutex> lk(mu_);  // no step runs while the backend grows its scratch
   const int64_t ctx = std::min(capacity, block_tokens_);
   if (ctx > reserved_context_) {

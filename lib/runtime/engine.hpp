@@ -80,8 +80,10 @@ class Engine {
   const Backend& backend() const { return *be_; }
   const ModelWeights& weights() const { return w_; }
   int64_t max_rows() const { return max_rows_; }
-  std::unique_ptr<SequenceState> new_sequence(int64_t capacity, CacheType type);
-  StateLayout layout(int64_t capacity, CacheType type) const { return StateLayout::make(c_, capacity, type, block_tokens_); }
+  std::unique_ptr<SequenceState> new_sequence(int64_t capacity, CacheType type, bool window_in_type = false);
+  StateLayout layout(int64_t capacity, CacheType type, bool window_in_type = false) const {
+    return StateLayout::make(c_, capacity, type, block_tokens_, window_in_type);
+  }
   BlockPool& pool() { return *pool_; }
   const BlockPool& pool() const { return *pool_; }
   // Grows `seq` to hold positions < tokens (and sizes the backend's scratch for that context);

@@ -18,9 +18,11 @@ namespace {
 
 int64_t argmax(const float* p, int64_t n) { return std::max_element(p, p + n) - p; }
 
-std::vector<float> run_all(const std::shared_ptr<const Model>& model, const Golden& g, CacheType type, int64_t chunk) {
+std::vector<float> run_all(const std::shared_ptr<const Model>& model, const Golden& g, CacheType type, int64_t chunk,
+                           bool window = false) {
   SessionOptions o;
   o.cache_type = type;
+  o.cache_window = window;
   Session s(model, o);
   std::vector<float> out;
   for (int64_t p = 0; p < g.N; p += chunk) {
@@ -146,6 +148,27 @@ TEST_CASE("cache types: bf16 and fp8 against f32 on the goldens (logit error and
       CAPTURE(std::string(cache_type_name(t)));
       CHECK(err <= tol);
       CHECK(agreement >= (t == CacheType::BF16 ? 0.98 : 0.9));
+    }
+  }
+}
+
+TEST_CASE("cache_window: the window rows in the cache type too (reported, loosely bounded)") {
+  // Every layer reads the window, so rounding it reaches every layer's attention, the sliding
+  // ones included; measured, not derived: the bound below only guards against a broken path.
+  for (const char* name : {"tiny_a", "official_a"}) {
+    const Golden g = load_golden(name);
+    const auto model = Model::load(golden_dir(name));
+    const auto f32 = run_all(model, g, CacheType::F32, 97);
+    for (CacheType t : {CacheType::BF16, CacheType::FP8}) {
+      const auto got = run_all(model, g, t, 97, true);
+      const double err = rel_err(got.data(), f32.data(), got.size());
+      MESSAGE(std::string(name) << " " << std::string(cache_type_name(t)) << " with the window: logit error vs f32 " << err);
+      CHECK(err < 0.5);
+      // The session holds less: the ring is in the type.
+      SessionOptions a, b;
+      a.cache_type = b.cache_type = t;
+      b.cache_window = true;
+      CHECK(Session(model, b).memory().state_bytes < Session(model, a).memory().state_bytes);
     }
   }
 }

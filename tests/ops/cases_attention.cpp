@@ -5,6 +5,7 @@
 
 #include "ops/harness.hpp"
 #include "support/support.hpp"
+#include "quant/cache_format.hpp"
 
 namespace dsv4::test {
 
@@ -15,13 +16,14 @@ struct AttnSpec {
   int64_t H = 3, hd = 16, W = 8, ratio = 4, topk = 3;
   bool entries = false, select = false;
   EntryFormat fmt = EntryFormat::F32;  // how the compressed entries are stored
+  EntryFormat wfmt = EntryFormat::F32; // how the window ring is stored
   int64_t per_block = 5;               // entries per block of the table
 };
 
 // One sequence's history and state buffers.
 struct SeqData {
   int64_t p0 = 0, S = 0;
-  std::vector<float> hist, ring;  // kv rows of every position; ring
+  std::vector<float> hist, ring, raw;  // kv rows of every position as the ring stores them; ring; as given
   DevBuf ring_d;
   EntryBuf entries;               // compressed entries (stored: as the op reads them)
 };
@@ -40,14 +42,25 @@ class AttentionOp final : public PreparedOp {
       d.hist = random_floats(static_cast<size_t>(T * hd), seed + T, -1, 1);
       d.entries = EntryBuf(be, random_floats(static_cast<size_t>(std::max<int64_t>(T / sp_.ratio, 1) * hd), seed + 2 * T), hd, std::min<int64_t>(64, hd / 2),
                            sp_.fmt, sp_.per_block);
-      d.ring.assign(static_cast<size_t>(W * hd), NAN);  // rows the op must not read stay NaN
-      for (int64_t j = std::max<int64_t>(0, p0 - W); j < p0; ++j)
-        std::copy_n(d.hist.begin() + j * hd, hd, d.ring.begin() + (j % W) * hd);
-      d.ring_d = to_backend(be, d.ring);
+      const int64_t rope = std::min<int64_t>(64, hd / 2);
+      const size_t rs = quant::entry_stride(sp_.wfmt, hd, rope);
+      std::vector<unsigned char> ring_img(static_cast<size_t>(W) * rs, 0xFF);  // rows the op must not read stay NaN
+      std::vector<float> raw = d.hist;  // this step's rows go in as given; the op rounds them as the ring would
+      for (int64_t j = 0; j < T; ++j) {  // the reference reads every window row as stored
+        std::vector<unsigned char> e(rs);
+        quant::encode_entry(sp_.wfmt, raw.data() + j * hd, hd, rope, e.data());
+        quant::decode_entry(sp_.wfmt, e.data(), hd, rope, d.hist.data() + j * hd);
+        if (j >= std::max<int64_t>(0, p0 - W) && j < p0) std::copy(e.begin(), e.end(), ring_img.begin() + static_cast<std::ptrdiff_t>((j % W) * rs));
+      }
+      d.raw = std::move(raw);
+      d.ring_d = to_backend(be, ring_img);
       TestSeq t;
       t.p0 = p0;
       t.rows = S;
-      t.state.ring = d.ring_d.as<float>();
+      t.state.ring = d.ring_d.as<unsigned char>();
+      t.state.window_fmt = sp_.wfmt;
+      t.state.window_stride = static_cast<int32_t>(rs);
+      t.state.window_rope = static_cast<int32_t>(rope);
       t.state.comp.entries = d.entries.t;
       ts.push_back(t);
       seqs_.push_back(std::move(d));
@@ -57,7 +70,7 @@ class AttentionOp final : public PreparedOp {
     S_ = step_.S;
     // This step's kv rows (each sequence's positions p0 …), queries, selections.
     std::vector<float> kv;
-    for (const auto& d : seqs_) kv.insert(kv.end(), d.hist.begin() + d.p0 * hd, d.hist.end());
+    for (const auto& d : seqs_) kv.insert(kv.end(), d.raw.begin() + d.p0 * hd, d.raw.end());
     q_ = random_floats(static_cast<size_t>(S_ * H * hd), 2 + S_, -1.5f, 1.5f);
     sink_ = random_floats(static_cast<size_t>(H), 4);
     sel_.assign(static_cast<size_t>(S_ * sp_.topk), -1);
@@ -164,7 +177,7 @@ class StoreWindowOp final : public PreparedOp {
       TestSeq t;
       t.p0 = p0;
       t.rows = S;
-      t.state.ring = ring_d_.back().as<float>();
+      t.state.ring = ring_d_.back().as<unsigned char>();
       ts.push_back(t);
       rows += S;
     }
@@ -211,6 +224,7 @@ void add(std::vector<OpCase>& v, const std::string& what, AttnSpec sp, bool real
   if (real) sp.per_block = 1024 / sp.ratio;  // the engine's blocks of 1024 positions
   std::string fmt;
   if (sp.entries) fmt = std::string(", ") + entry_format_name(sp.fmt) + " entries, " + std::to_string(sp.per_block) + " per block";
+  if (sp.wfmt != EntryFormat::F32) fmt += std::string(", ") + entry_format_name(sp.wfmt) + " window";
   v.push_back({"attention", what + ", rows " + describe(sp.seqs) + ", H=" + std::to_string(sp.H) + " hd=" + std::to_string(sp.hd) + fmt, real,
                [sp](Backend& be) -> std::unique_ptr<PreparedOp> { return std::make_unique<AttentionOp>(be, sp); }});
 }
@@ -255,6 +269,14 @@ void add_attention_cases(std::vector<OpCase>& v) {
   AttnSpec mixed{{{4100, 1}, {30, 5}, {8000, 2}, {900, 1}}, 3, 16, 8, 4, 3, true, false};
   mixed.per_block = 100;
   add(v, "HCA, long and short rows of four sequences", mixed);
+  // Compact window rings: rows of earlier steps from the ring, this step's rounded the same way.
+  for (EntryFormat f : {EntryFormat::BF16, EntryFormat::FP8})
+    for (int64_t S : {1, 13}) {
+      AttnSpec w{{{21, S}, {3, 2}}};
+      w.wfmt = w.fmt = f;
+      w.entries = true;
+      add(v, "compact window + entries (HCA)", w);
+    }
   // Rows of several sequences at different positions and lengths in one step.
   AttnSpec multi{{{0, 5}, {40, 1}, {7, 13}, {300, 2}}};
   multi.entries = multi.select = true;

@@ -58,7 +58,7 @@ TEST_CASE("batch invariance: a row computed alone and inside a batch of other se
     DevBuf ring_d = to_backend(*be, ring);
     EntryBuf ent_d(*be, entries, hd, 32, EntryFormat::F32, 16);
     TestSeq seq;
-    seq.state.ring = ring_d.as<float>();
+    seq.state.ring = ring_d.as<unsigned char>();
     seq.state.comp.entries = ent_d.t;
     auto run = [&](const std::vector<TestSeq>& seqs, int64_t row) {
       TestStep st = make_step(*be, seqs);

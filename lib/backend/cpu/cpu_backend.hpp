@@ -72,8 +72,8 @@ class CpuBackend : public Backend {
   float* thread_scratch(int tid, size_t floats) { return pool_->scratch(tid, floats); }
 
  private:
-  void attention_short(const AttentionArgs& a, float scale, int64_t max_rows);
-  void attention_long(const AttentionArgs& a, float scale);
+  void attention_short(const AttentionArgs& a, const float* kvs, float scale, int64_t max_rows);
+  void attention_long(const AttentionArgs& a, const float* kvs, float scale);
   void moe_decode(const MoeW& w, const ModelConfig& c, const float* x, const int32_t* idx, const float* wk, float* out);
   // Sizes linear_multi's scratch for up to `tasks` tasks and `xp_floats` prepared activations, so a
   // caller whose task list varies from step to step (MoE) allocates nothing once warm.
@@ -86,7 +86,7 @@ class CpuBackend : public Backend {
   OpStats stats_;
   mutable std::mutex mem_mu_;
   uint64_t buffer_bytes_ = 0, weight_bytes_ = 0;
-  static constexpr size_t kIndexScore = 200, kIndexOrder = 201, kCompressEntry = 202, kIndexQ = 203, kAttnParts = 204, kAttnFirst = 205;
+  static constexpr size_t kIndexScore = 200, kIndexOrder = 201, kCompressEntry = 202, kIndexQ = 203, kAttnParts = 204, kAttnFirst = 205, kAttnKv = 206;
  public:
   // Scratch (floats) of one thread in attention() / indexer_select() for positions below `max_pos + 1`.
   static size_t attention_scratch_floats(int64_t W, int64_t hd, int64_t hb, int64_t max_entries);

@@ -25,6 +25,7 @@ constexpr int64_t kRowsRound = 512;  // scratch sized in steps of this many rows
 // into the sink's term. The same fold runs whether a row's blocks are spread across threads
 // (decode) or taken in turn by one thread (prefill), so both give the same bits.
 constexpr int64_t kKeyBlock = 1024, kBlockHeads = 32;
+constexpr size_t kMaxRowBytes = 8192;  // a compact-type window row, rounded through the format (head_dim <= 2048)
 
 // The keys a row at position t sees, in the reference's order: window rows, then compressed
 // entries (all visible, or the selected ones). put(i, src) is called for list positions
@@ -48,14 +49,19 @@ struct RowKeys {
     }
   }
   int64_t count() const { return nwin + nent; }
-  // Gathers list positions [b, e) into K [e - b, hd] (entries decoded from the cache format).
-  void gather(int64_t b, int64_t e, float* K) const {
+  // Gathers list positions [b, e) into K [e - b, hd] (ring rows and entries decoded from the
+  // cache format). `kv` [S, hd]: this step's window rows as the ring will store them.
+  void gather(int64_t b, int64_t e, const float* kv_step, float* K) const {
     const int64_t hd = a.hd;
-    const float* kv = a.kv + static_cast<int64_t>(sq.row0) * hd;  // row of position p0 of this sequence
+    const float* kv = kv_step + static_cast<int64_t>(sq.row0) * hd;  // row of position p0 of this sequence
+    const size_t rs = st.window_stride > 0 ? static_cast<size_t>(st.window_stride) : static_cast<size_t>(hd) * sizeof(float);
     int64_t i = b;
     for (; i < std::min(e, nwin); ++i) {
       const int64_t j = win0 + i;
-      std::memcpy(K + (i - b) * hd, j < sq.p0 ? st.ring + (j % a.W) * hd : kv + (j - sq.p0) * hd, static_cast<size_t>(hd) * sizeof(float));
+      if (j >= sq.p0)
+        std::memcpy(K + (i - b) * hd, kv + (j - sq.p0) * hd, static_cast<size_t>(hd) * sizeof(float));
+      else
+        quant::decode_entry(st.window_fmt, st.ring + static_cast<size_t>(j % a.W) * rs, hd, st.window_rope, K + (i - b) * hd);
     }
     if (i >= e) return;
     const EntryTable& et = st.comp.entries;
@@ -126,6 +132,31 @@ size_t CpuBackend::blocked_scratch_floats(int64_t hd) {
 
 void CpuBackend::attention(const AttentionArgs& a) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(a.hd));
+  // This step's window rows are read as the ring stores them (a compact cache type rounds them),
+  // so a row's result does not depend on whether its window was fed in this step or before.
+  const float* kvs = a.kv;
+  bool exact = true;
+  for (int64_t s = 0; s < a.S && exact; ++s) exact = a.step.seqs[a.step.seq[s]].state[a.layer].window_fmt == EntryFormat::F32;
+  if (!exact) {
+    float* q = ws_.get(kAttnKv, static_cast<size_t>(a.S * a.hd));
+    if (quant::entry_stride(EntryFormat::F32, a.hd, 0) > kMaxRowBytes)
+      throw UnsupportedError("attention: head_dim " + std::to_string(a.hd) + " is too large for a compact cache type");
+    par(a.S, 8, [&](int, int64_t b, int64_t e) {
+      alignas(64) unsigned char tmp[kMaxRowBytes];  // one stored row
+      for (int64_t s = b; s < e; ++s) {
+        const LayerState& st = a.step.seqs[a.step.seq[s]].state[a.layer];
+        const float* src = a.kv + s * a.hd;
+        float* dst = q + s * a.hd;
+        if (st.window_fmt == EntryFormat::F32) {
+          std::memcpy(dst, src, static_cast<size_t>(a.hd) * sizeof(float));
+          continue;
+        }
+        quant::encode_entry(st.window_fmt, src, a.hd, st.window_rope, tmp);
+        quant::decode_entry(st.window_fmt, tmp, a.hd, st.window_rope, dst);
+      }
+    });
+    kvs = q;
+  }
   // Rows beyond one key block go the blocked way (below); the rest in one softmax each.
   int64_t max_short = 0, n_long = 0;
   for (int64_t s = 0; s < a.S; ++s) {
@@ -136,11 +167,11 @@ void CpuBackend::attention(const AttentionArgs& a) {
       max_short = std::max(max_short, rk.count());
     }
   }
-  if (n_long < a.S) attention_short(a, scale, max_short);
-  if (n_long > 0) attention_long(a, scale);
+  if (n_long < a.S) attention_short(a, kvs, scale, max_short);
+  if (n_long > 0) attention_long(a, kvs, scale);
 }
 
-void CpuBackend::attention_short(const AttentionArgs& a, float scale, int64_t max_rows) {
+void CpuBackend::attention_short(const AttentionArgs& a, const float* kvs, float scale, int64_t max_rows) {
   const int64_t hd = a.hd, H = a.H;
   const int64_t cap = (max_rows + kRowsRound - 1) / kRowsRound * kRowsRound;
   // About kItems work items per step, each as many heads as possible (a thread gathers a token's
@@ -160,7 +191,7 @@ void CpuBackend::attention_short(const AttentionArgs& a, float scale, int64_t ma
       if (rk.count() > kKeyBlock) continue;  // the blocked path's
       if (gathered_for != s) {  // this token's visible rows, in the order of the reference
         n = rk.count();
-        rk.gather(0, n, K);
+        rk.gather(0, n, kvs, K);
         gathered_for = s;
       }
       Eigen::Map<const RowMat> Km(K, n, hd);
@@ -180,7 +211,7 @@ void CpuBackend::attention_short(const AttentionArgs& a, float scale, int64_t ma
   });
 }
 
-void CpuBackend::attention_long(const AttentionArgs& a, float scale) {
+void CpuBackend::attention_long(const AttentionArgs& a, const float* kvs, float scale) {
   const int64_t hd = a.hd, H = a.H, hb = std::min(H, kBlockHeads), hblocks = (H + hb - 1) / hb;
   const size_t scratch_floats = blocked_scratch_floats(hd);
   // Each block's result, then the fold in block order: the sink's term first (m = sink, l = 1).
@@ -218,7 +249,7 @@ void CpuBackend::attention_long(const AttentionArgs& a, float scale) {
         const RowKeys rk(a, s);
         const int64_t k0 = blk * kKeyBlock, k1 = std::min(rk.count(), k0 + kKeyBlock);
         if (gathered != s * 1000003 + blk) {
-          rk.gather(k0, k1, K);
+          rk.gather(k0, k1, kvs, K);
           n = k1 - k0;
           gathered = s * 1000003 + blk;
         }
@@ -272,7 +303,7 @@ void CpuBackend::attention_long(const AttentionArgs& a, float scale) {
       std::fill(acc, acc + nh * hd, 0.0f);
       for (int64_t k0 = 0; k0 < n; k0 += kKeyBlock) {
         const int64_t k1 = std::min(n, k0 + kKeyBlock);
-        rk.gather(k0, k1, K);
+        rk.gather(k0, k1, kvs, K);
         block_softmax(a.q + s * H * hd + h0 * hd, nh, hd, K, k1 - k0, scale, P, Ob, mb, lb);
         fold_block(nh, hd, mb, lb, Ob, m, l, acc);
       }
@@ -285,10 +316,11 @@ void CpuBackend::store_window(const StepRef& step, int64_t, int64_t layer, const
   const int64_t n_seqs = step.counts[kStepSeqs];
   for (int64_t i = 0; i < n_seqs; ++i) {
     const StepSeq& sq = step.seqs[i];
-    float* ring = sq.state[layer].ring;
+    const LayerState& st = sq.state[layer];
+    const size_t rs = st.window_stride > 0 ? static_cast<size_t>(st.window_stride) : static_cast<size_t>(hd) * sizeof(float);
     const int64_t p0 = sq.p0, end = sq.p0 + sq.rows;
     for (int64_t j = std::max(p0, end - W); j < end; ++j)
-      std::memcpy(ring + (j % W) * hd, kv + (sq.row0 + j - p0) * hd, static_cast<size_t>(hd) * sizeof(float));
+      quant::encode_entry(st.window_fmt, kv + (sq.row0 + j - p0) * hd, hd, st.window_rope, st.ring + static_cast<size_t>(j % W) * rs);
   }
 }
 
