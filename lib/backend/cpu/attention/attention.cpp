@@ -215,13 +215,12 @@ void CpuBackend::attention_long(const AttentionArgs& a, const float* kvs, float 
   const int64_t hd = a.hd, H = a.H, hb = std::min(H, kBlockHeads), hblocks = (H + hb - 1) / hb;
   const size_t scratch_floats = blocked_scratch_floats(hd);
   // Each block's result, then the fold in block order: the sink's term first (m = sink, l = 1).
-  auto finish = [&](int64_t s, int64_t h0, int64_t nh, const float* m, const float* l, const float* acc) {
+  auto finish = [&](int64_t s, int64_t h0, int64_t nh, const float* l, const float* acc) {
     for (int64_t h = 0; h < nh; ++h) {
       const float inv = 1.0f / l[h];
       float* o = a.out + s * H * hd + (h0 + h) * hd;
       for (int64_t d = 0; d < hd; ++d) o[d] = acc[h * hd + d] * inv;
     }
-    (void)m;
   };
   if (a.S < 4) {
     // Decode: (row, key block, head block) items across threads, their results kept, then folded.
@@ -276,7 +275,7 @@ void CpuBackend::attention_long(const AttentionArgs& a, const float* kvs, float 
           const float* part = parts + static_cast<size_t>(first[s] + blk * hblocks + hbi) * per_item;
           fold_block(nh, hd, part + hb * hd, part + hb * hd + hb, part, m, l, acc);
         }
-        finish(s, h0, nh, m, l, acc);
+        finish(s, h0, nh, l, acc);
       }
     });
     return;
@@ -307,7 +306,7 @@ void CpuBackend::attention_long(const AttentionArgs& a, const float* kvs, float 
         block_softmax(a.q + s * H * hd + h0 * hd, nh, hd, K, k1 - k0, scale, P, Ob, mb, lb);
         fold_block(nh, hd, mb, lb, Ob, m, l, acc);
       }
-      finish(s, h0, nh, m, l, acc);
+      finish(s, h0, nh, l, acc);
     }
   });
 }

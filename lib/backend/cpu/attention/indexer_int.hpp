@@ -231,26 +231,28 @@ void int8_dots_avx2(const QInt16& q, const unsigned char* src, int64_t stride, i
 }
 #endif
 
+#if (defined(__AVX512F__) && defined(__AVX512BW__)) || defined(__AVX2__)
+// The tier's kernel for G16 groups of 16 heads.
+template <int G16>
+void int8_dots_tier(const QInt16& q, const unsigned char* src, int64_t stride, int64_t n, float* dots) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  int8_dots_avx512<G16>(q, src, stride, n, dots);
+#else
+  int8_dots_avx2<2 * G16>(q, src, stride, n, dots);
+#endif
+}
+#endif
+
 // The tier's kernel where the shape suits it (ihd a multiple of 32, up to 512; up to 64 heads),
 // else the naive loop: both give the same bits.
 inline void int8_dots(const QInt16& q, const unsigned char* src, int64_t stride, int64_t n, float* dots) {
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if (defined(__AVX512F__) && defined(__AVX512BW__)) || defined(__AVX2__)
   if (q.ihd % 32 == 0 && q.ihd <= 512) {
     switch (q.hp / 16) {
-      case 1: return int8_dots_avx512<1>(q, src, stride, n, dots);
-      case 2: return int8_dots_avx512<2>(q, src, stride, n, dots);
-      case 3: return int8_dots_avx512<3>(q, src, stride, n, dots);
-      case 4: return int8_dots_avx512<4>(q, src, stride, n, dots);
-      default: break;
-    }
-  }
-#elif defined(__AVX2__)
-  if (q.ihd % 32 == 0 && q.ihd <= 512) {
-    switch (q.hp / 16) {
-      case 1: return int8_dots_avx2<2>(q, src, stride, n, dots);
-      case 2: return int8_dots_avx2<4>(q, src, stride, n, dots);
-      case 3: return int8_dots_avx2<6>(q, src, stride, n, dots);
-      case 4: return int8_dots_avx2<8>(q, src, stride, n, dots);
+      case 1: return int8_dots_tier<1>(q, src, stride, n, dots);
+      case 2: return int8_dots_tier<2>(q, src, stride, n, dots);
+      case 3: return int8_dots_tier<3>(q, src, stride, n, dots);
+      case 4: return int8_dots_tier<4>(q, src, stride, n, dots);
       default: break;
     }
   }
