@@ -3,7 +3,7 @@
 // from a pool far larger than the caches, as routed experts are read). Prints GB/s of weights
 // and the ratio to the read bandwidth measured in the same run.
 //
-//   bench_gemv [pool GiB = 2] [threads = all] [cpu tier = best]
+//   bench_gemv [pool GiB = 2] [threads = all] [cpu tier = best] [shape filter = all]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   const double pool_gib = argc > 1 ? std::atof(argv[1]) : 2.0;
   const int threads = argc > 2 ? std::atoi(argv[2]) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const Shape shapes[] = {{"bf16 head slice 4096x4096", WFormat::BF16, 4096, 4096},
+                          {"bf16 head 129280x4096", WFormat::BF16, 129280, 4096},
                           {"fp8 wq_a 1024x4096", WFormat::FP8, 1024, 4096},
                           {"fp8 wo_b 4096x8192", WFormat::FP8, 4096, 8192},
                           {"fp4 expert w1 2048x4096", WFormat::FP4, 2048, 4096},
@@ -87,9 +88,11 @@ int main(int argc, char** argv) {
   const double bw = read_gbps(mem, pool, threads);
   std::printf("threads %d, pool %.1f GiB, read bandwidth %.1f GB/s (same run)\n\n", threads, pool_gib, bw);
   std::printf("%-28s %12s %10s %12s %10s\n", "shape", "hot GB/s", "vs read", "cold GB/s", "vs read");
-  std::vector<float> x(8192), y(8192);
+  std::vector<float> x(8192), y(129280);
   for (auto& v : x) v = static_cast<float>(rng() % 2001) / 1000.0f - 1.0f;
+  const std::string filter = argc > 4 ? argv[4] : "";
   for (const Shape& s : shapes) {
+    if (std::string(s.name).find(filter) == std::string::npos) continue;
     const size_t wb = weight_bytes(s), sb = scale_bytes(s), stride = (wb + sb + 4095) / 4096 * 4096;
     const size_t count = std::max<size_t>(1, pool / stride);
     auto mat = [&](size_t k) {

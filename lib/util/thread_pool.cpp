@@ -86,23 +86,28 @@ size_t ThreadPool::scratch_bytes() const {
 }
 
 void ThreadPool::do_part(int part) {
-  const int64_t b = n_ * part / parts_, e = n_ * (part + 1) / parts_;
-  if (b >= e) return;
   // An exception never leaves a worker (that would terminate the process): the first one is
-  // kept and rethrown to the caller once every part has finished.
+  // kept and rethrown to the caller once every part has finished (a part stops at its first).
   try {
-    thunk_(ctx_, part, b, e);
+    if (chunk_ == 0) {
+      const int64_t b = n_ * part / parts_, e = n_ * (part + 1) / parts_;
+      if (b < e) thunk_(ctx_, part, b, e);
+    } else {
+      for (int64_t b; (b = next_.fetch_add(chunk_, std::memory_order_relaxed)) < n_;) thunk_(ctx_, part, b, std::min(n_, b + chunk_));
+    }
   } catch (...) {
     std::lock_guard<std::mutex> lk(mu_);
     if (!error_) error_ = std::current_exception();
   }
 }
 
-void ThreadPool::run(int64_t n, int64_t parts, void* ctx, Thunk thunk) {
+void ThreadPool::run(int64_t n, int64_t parts, int64_t chunk, void* ctx, Thunk thunk) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     n_ = n;
     parts_ = parts;
+    chunk_ = chunk;
+    next_.store(0, std::memory_order_relaxed);
     ctx_ = ctx;
     thunk_ = thunk;
     pending_.store(static_cast<int>(parts - 1));

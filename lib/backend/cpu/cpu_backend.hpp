@@ -69,6 +69,11 @@ class CpuBackend : public Backend {
   void par(int64_t n, int64_t grain, F&& fn) {
     pool_->parallel_for(n, grain, std::forward<F>(fn), limit_);
   }
+  // parallel_chunks: chunks go to whichever thread is free (memory-bound passes over weights).
+  template <class F>
+  void par_chunks(int64_t n, int64_t chunk, F&& fn) {
+    pool_->parallel_chunks(n, chunk, std::forward<F>(fn), limit_);
+  }
   float* thread_scratch(int tid, size_t floats) { return pool_->scratch(tid, floats); }
 
  private:

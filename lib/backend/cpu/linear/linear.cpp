@@ -25,6 +25,17 @@ constexpr int64_t kMaxTileRows = 128, kMinTileRows = 32, kTileSplit = 8;
 int64_t row_bytes(const MatW& w) { return std::max<int64_t>(1, static_cast<int64_t>(w.bytes() / static_cast<uint64_t>(std::max<int64_t>(w.rows, 1)))); }
 constexpr size_t kGemvX = 100;  // workspace slot of the permuted activations
 
+// Decode passes hand out work in chunks of about this many weight bytes, in 16-row blocks (FP8:
+// whole 128-row scale tiles, which the kernel scales x for once each).
+constexpr int64_t kRows = 16, kChunkBytes = 256 << 10;
+// Small matrices still give each of `threads` threads a few chunks of at least ~32K weights.
+int64_t chunk_blocks(const MatW& w, int64_t blocks, int threads) {
+  const int64_t unit = w.fmt == WFormat::FP8 ? 128 / kRows : 1;
+  const int64_t most = std::max<int64_t>(1, kChunkBytes / (row_bytes(w) * kRows) / unit) * unit;
+  const int64_t least = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, w.cols * kRows));
+  return std::clamp<int64_t>(blocks / (4 * std::max(threads, 1)), std::min(least, most), most);
+}
+
 }  // namespace
 
 void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y,
@@ -34,11 +45,10 @@ void CpuBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, in
     // Decode steps are memory-bound: stream each weight row once, decoded in registers.
     float* xp = ws_.get(kGemvX, std::max<size_t>(gemv_prepared_floats(w, S), 1));
     gemv_prepare_x(w, x, ldx, S, xp);
-    // Threads take whole 16-row blocks, so no two write the same 64-byte line of y.
-    constexpr int64_t kRows = 16;
+    // Threads claim chunks of whole 16-row blocks (no two write the same 64-byte line of y),
+    // about kChunkBytes of weights each, as they get free.
     const int64_t blocks = (n + kRows - 1) / kRows;
-    const int64_t grain = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, C * kRows));  // >= ~32K weights per part
-    par(blocks, grain, [&](int tid, int64_t bb, int64_t be) {
+    par_chunks(blocks, chunk_blocks(w, blocks, threads()), [&](int tid, int64_t bb, int64_t be) {
       float* scratch = thread_scratch(tid, gemv_scratch_floats(w, S));
       gemv_rows(w, r0, bb * kRows, std::min(n, be * kRows), x, ldx, S, y, ldy, xp, scratch);
     });
@@ -89,7 +99,7 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
     Backend::linear_multi(tasks, count, S);
     return;
   }
-  // Prepared activations per task (gemv_prepare_x) and the running row offsets.
+  // Prepared activations per task (gemv_prepare_x).
   size_t xp_total = 0;
   size_t scratch_floats = 1;
   for (size_t t = 0; t < count; ++t) {
@@ -97,10 +107,8 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
     scratch_floats = std::max(scratch_floats, gemv_scratch_floats(*tasks[t].w, rows_of(t)));
   }
   float* xp = ws_.get(kGemvX + 1, std::max<size_t>(xp_total, 1));
-  int64_t* start = reinterpret_cast<int64_t*>(ws_.get(kGemvX + 2, 2 * (count + 1)));
   const float** xps = reinterpret_cast<const float**>(ws_.get(kGemvX + 3, 2 * (count + 1)));
   size_t off = 0;
-  start[0] = 0;
   for (size_t t = 0; t < count; ++t) {
     xps[t] = xp + off;
     const MatW& w = *tasks[t].w;
@@ -117,34 +125,21 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
         off += gemv_prepared_floats(w, rows_of(t));
       }
     }
-    start[t + 1] = start[t] + tasks[t].n;
   }
-  // One contiguous range of the concatenated rows per thread, balanced by bytes read (an FP8 row
-  // costs about twice an FP4 row of the same width; beyond four activation rows the kernels turn
-  // compute-bound, so a row costs in proportion to them), cut at 16-row boundaries of a task so
-  // that threads do not share output lines (V4 task sizes are multiples of 16).
-  int64_t* cost = reinterpret_cast<int64_t*>(ws_.get(kGemvX + 4, 2 * (count + 1)));
-  auto row_cost = [&](size_t t) { return row_bytes(*tasks[t].w) * std::max<int64_t>(1, rows_of(t) / 4); };
-  cost[0] = 0;
-  for (size_t t = 0; t < count; ++t) cost[t + 1] = cost[t] + tasks[t].n * row_cost(t);
-  const int64_t total = start[count];
-  auto locate = [&](int64_t target) {  // concatenated row where `target` of the cost has been spent
-    if (target >= cost[count]) return total;
-    size_t t = static_cast<size_t>(std::upper_bound(cost, cost + count + 1, target) - cost) - 1;
-    const int64_t r = (target - cost[t]) / row_cost(t) / 16 * 16;
-    return start[t] + std::min(r, tasks[t].n);
-  };
-  const int parts = static_cast<int>(std::min<int64_t>(threads(), (total + 63) / 64));
-  par(parts, 1, [&](int tid, int64_t pb, int64_t pe) {
+  // Threads claim chunks of the concatenated rows in order as they get free (chunk_blocks of each
+  // task; a chunk never spans two tasks, so threads do not share output lines).
+  int64_t* chunk0 = reinterpret_cast<int64_t*>(ws_.get(kGemvX + 4, 2 * (count + 1)));  // first chunk of each task
+  chunk0[0] = 0;
+  for (size_t t = 0; t < count; ++t) {
+    const int64_t blocks = (tasks[t].n + kRows - 1) / kRows;
+    chunk0[t + 1] = chunk0[t] + (blocks + chunk_blocks(*tasks[t].w, blocks, 1) - 1) / chunk_blocks(*tasks[t].w, blocks, 1);
+  }
+  par_chunks(chunk0[count], 1, [&](int tid, int64_t c, int64_t) {
     float* scratch = thread_scratch(tid, scratch_floats);
-    const int64_t b = locate(cost[count] * pb / parts), e = locate(cost[count] * pe / parts);
-    size_t t = static_cast<size_t>(std::upper_bound(start, start + count + 1, b) - start) - 1;
-    for (int64_t g = b; g < e; ++t) {
-      const LinearTask& k = tasks[t];
-      const int64_t jb = g - start[t], je = std::min(e, start[t + 1]) - start[t];
-      if (je > jb) gemv_rows(*k.w, k.r0, jb, je, k.x, k.ldx, rows_of(t), k.y, k.ldy, xps[t], scratch);
-      g = start[t] + je;
-    }
+    const size_t t = static_cast<size_t>(std::upper_bound(chunk0, chunk0 + count + 1, c) - chunk0) - 1;
+    const LinearTask& k = tasks[t];
+    const int64_t per = chunk_blocks(*k.w, (k.n + kRows - 1) / kRows, 1) * kRows, jb = (c - chunk0[t]) * per;
+    gemv_rows(*k.w, k.r0, jb, std::min(k.n, jb + per), k.x, k.ldx, rows_of(t), k.y, k.ldy, xps[t], scratch);
   });
 }
 
