@@ -4,10 +4,10 @@
 // - FP8 e4m3: 16 codes become fp16 words by shifts and masks, F16C converts them exactly (times
 //   2^-8); the 128x128 block scale (and the 2^8) is folded into a per-thread copy of x once per
 //   128-row tile.
-// - FP4 e2m1: integer dot products. A code becomes 2·value (an integer in -12..12) with one
-//   pshufb; x is in block fixed point (22 bits, two 16-bit limbs), and vpmaddwd multiplies and
-//   pairs the limbs with the codes; one float scale per 32-column block. Exact integer sums, one
-//   float rounding per block and lane: the error stays below the float kernels' own.
+// - FP4 e2m1: integer dot products. A code becomes 2·value + 12 (a byte in 0..24) with one
+//   pshufb; x is in block fixed point (22 bits, three 8-bit digits), and vpmaddubsw multiplies
+//   and pairs the digits with the codes; one float scale per 32-column block. Exact integer sums,
+//   one float rounding per block and lane: the error stays below the float kernels' own.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -199,16 +199,25 @@ void rows_fp8(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xs
 
 // ---- FP4 e2m1 (1x32 E8M0 blocks), integer dot products ----
 //
-// Prepared x per activation row: per 32-column block b, four vectors of 16 int16: the high limb
-// of the even elements, of the odd elements, then the low limb of the even and of the odd ones
-// (128 bytes; even / odd match the low / high nibbles of the block's 16 bytes); after all blocks,
-// one float per block: 2^(e_b - 23). X = round(x · 2^(22 - e_b)) with 2^e_b > max|x| of the
-// block, |X| <= 2^22, is hi · 2^11 + lo with lo in [0, 2^11).
+// A weight code becomes u = 2·value + 12, an unsigned byte in 0..24 (one pshufb for the 32 codes
+// of a block: the 16 bytes go to both 128-bit lanes, the upper one shifted by a nibble). x is in
+// block fixed point: X = round(x · 2^(22 - e_b)) with 2^e_b > max|x| of the block, |X| <= 2^22,
+// as three signed 8-bit digits X = h·2^16 + m·2^8 + l (l, m in [-128, 127], |h| <= 64).
+// vpmaddubsw multiplies u with each digit and pairs the products (|sum| <= 6144: no
+// saturation), vpmaddwd pairs again into 32-bit lanes; the lanes hold Σ u·X over 4 elements,
+// exactly, and the 12·Σ X of those elements (computed with x) takes the bias out again.
+//
+// Prepared x per activation row: per 32-column block, 32 bytes each of h, m and l digits (bytes
+// 0-15 of each: the even elements, 16-31: the odd ones, in order) and 8 int32 bias terms
+// (128 bytes); after all blocks, one float per block: 2^(e_b - 23).
 constexpr int64_t kFp4BlockBytes = 128;
 inline size_t fp4_row_floats(int64_t C) { return static_cast<size_t>(C / 32 * (kFp4BlockBytes / 4 + 1)); }
 inline const float* fp4_xscales(const uint8_t* xs, int64_t C) { return reinterpret_cast<const float*>(xs + C / 32 * kFp4BlockBytes); }
 
-alignas(16) constexpr int8_t kFp4Doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};  // 2·e2m1(code)
+// 2·e2m1(code) + 12, twice (one table per 128-bit lane)
+alignas(32) constexpr uint8_t kFp4Biased[32] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
+                                                12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
+constexpr int32_t kFp4Bias = 12;
 
 inline float pow2f(int k) {  // 2^k for k in [-126, 127]
   const uint32_t bits = static_cast<uint32_t>(k + 127) << 23;
@@ -230,9 +239,9 @@ void fp4_quantize_x(const float* x, int64_t C, uint8_t* out) {
       mx = _mm256_max_ps(mx, _mm256_and_ps(v[k], abs_mask));
     }
     const float m = [&] {
-      __m128 s = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-      s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-      return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+      __m128 t = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+      t = _mm_max_ps(t, _mm_movehl_ps(t, t));
+      return _mm_cvtss_f32(_mm_max_ss(t, _mm_movehdup_ps(t)));
     }();
     finite = finite && std::isfinite(m);
     int e = 0;
@@ -245,14 +254,18 @@ void fp4_quantize_x(const float* x, int64_t C, uint8_t* out) {
                          finite ? _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(v[q], f1), f2)) : _mm256_setzero_si256());
     const int ke = e - 23, ke1 = ke / 2;
     xscale[b] = finite ? pow2f(ke1) * pow2f(ke - ke1) : std::numeric_limits<float>::quiet_NaN();
-    auto* o = reinterpret_cast<int16_t*>(out + b * kFp4BlockBytes);
-    for (int p = 0; p < 16; ++p) {
-      const int32_t xe = X[2 * p], xo = X[2 * p + 1];
-      o[p] = static_cast<int16_t>(xe >> 11);
-      o[16 + p] = static_cast<int16_t>(xo >> 11);
-      o[32 + p] = static_cast<int16_t>(xe & 2047);
-      o[48 + p] = static_cast<int16_t>(xo & 2047);
+    auto* o = reinterpret_cast<int8_t*>(out + b * kFp4BlockBytes);
+    int32_t bias[8] = {};
+    for (int i = 0; i < 32; ++i) {
+      const int pos = (i & 1) * 16 + i / 2;  // even elements in bytes 0-15, odd ones in 16-31
+      const int32_t l = ((X[i] + 128) & 255) - 128, rest = (X[i] - l) / 256;
+      const int32_t mid = ((rest + 128) & 255) - 128;
+      o[pos] = static_cast<int8_t>((rest - mid) / 256);
+      o[32 + pos] = static_cast<int8_t>(mid);
+      o[64 + pos] = static_cast<int8_t>(l);
+      bias[pos / 4] += kFp4Bias * X[i];  // lane pos/4 of the vpmaddubsw + vpmaddwd result
     }
+    std::memcpy(o + 96, bias, sizeof bias);
   }
 }
 
@@ -268,14 +281,14 @@ inline __m256 e8m0x8(const uint8_t* p, int64_t n) {
 }
 
 // NR weight rows (rows j, j+rstep, ...) against S activation rows. Per 8 blocks, the products of
-// weight and x scales go to a small table; per block the codes are widened once per weight row
-// (and once more times 2^11 for the high limb, so its product needs no shift) and multiplied
-// with both limbs of every activation row.
+// weight and x scales go to a small table; per block the codes are looked up once per weight row
+// and multiplied with the three digits of every activation row.
 template <int S, int NR>
 inline void fp4_rows_block(const MatW& w, int64_t r0, int64_t j, int64_t rstep, const uint8_t* xb, float* y, int64_t ldy) {
   const int64_t C = w.cols, nb = C / 32, rb = C / 2;
   const size_t xstride = fp4_row_floats(C) * 4;
-  const __m128i tbl = _mm_load_si128(reinterpret_cast<const __m128i*>(kFp4Doubled)), m0f = _mm_set1_epi8(0x0F);
+  const __m256i tbl = _mm256_load_si256(reinterpret_cast<const __m256i*>(kFp4Biased)), m0f = _mm256_set1_epi8(0x0F),
+                nibble = _mm256_setr_epi64x(0, 0, 4, 4), c256 = _mm256_set1_epi16(256), c1 = _mm256_set1_epi16(1);
   const int64_t ahead = rstep == 1 ? NR * rb : kStreamPrefetch;
   const uint8_t* row[NR];
   const uint8_t* sc[NR];
@@ -305,25 +318,23 @@ inline void fp4_rows_block(const MatW& w, int64_t r0, int64_t j, int64_t rstep, 
       }
     }
     for (int64_t b = b0; b < b0 + n8; ++b) {
-      __m256i wl[NR], wh[NR], wl11[NR], wh11[NR];
+      __m256i u[NR];
       for (int r = 0; r < NR; ++r) {
         const uint8_t* p = row[r] + 16 * b;
         if ((b & 3) == 0) prefetch(p + ahead);
-        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-        wl[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tbl, _mm_and_si128(bytes, m0f)));
-        wh[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tbl, _mm_and_si128(_mm_srli_epi16(bytes, 4), m0f)));
-        wl11[r] = _mm256_slli_epi16(wl[r], 11);  // |2^11 · 12| < 2^15
-        wh11[r] = _mm256_slli_epi16(wh[r], 11);
+        const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        u[r] = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srlv_epi64(bytes, nibble), m0f));
       }
       for (int s = 0; s < S; ++s) {
         const uint8_t* xg = xb + s * xstride + b * kFp4BlockBytes;
-        const __m256i he = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg)),
-                      ho = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 32)),
-                      le = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 64)),
-                      lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 96));
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg)),
+                      m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 32)),
+                      l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 64)),
+                      bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 96));
         for (int r = 0; r < NR; ++r) {
-          const __m256i t = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(wl11[r], he), _mm256_madd_epi16(wh11[r], ho)),
-                                             _mm256_add_epi32(_mm256_madd_epi16(wl[r], le), _mm256_madd_epi16(wh[r], lo)));
+          const __m256i hm = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(u[r], h), c256),
+                                              _mm256_madd_epi16(_mm256_maddubs_epi16(u[r], m), c1));
+          const __m256i t = _mm256_add_epi32(_mm256_slli_epi32(hm, 8), _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(u[r], l), c1), bias));
           acc[s][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_broadcast_ss(&sx[s][r][b - b0]), acc[s][r]);
         }
       }
