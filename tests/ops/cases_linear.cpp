@@ -251,6 +251,7 @@ void add_linear_cases(std::vector<OpCase>& v) {
       {WFormat::BF16, 256, 4096, 3, 0, "bf16 3 rows"},
       {WFormat::FP8, 300, 8192, 1, 77, "wo_b width, rows crossing scale tiles"},
       {WFormat::FP4, 4096, 2048, 2, 0, "expert w2"},
+      {WFormat::FP4, 2048, 4096, 12, 0, "expert w1, its share of a 512-token prefill"},
       {WFormat::FP4, 48, 4096, 9, 0, "more rows than one group"},
       {WFormat::FP4, 40, 4096, 32, 0, "most rows the fused kernels take"},
       {WFormat::FP4, 40, 4096, 33, 0, "one more: decode + GEMM"},

@@ -357,6 +357,75 @@ void rows_fp4(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xp
   for (; j < je; ++j) fp4_rows_block<S, 1>(w, r0, j, 1, xb, y, ldy);
 }
 
+// ---- FP4 for several activation rows: decoded to floats in registers, fp32 FMA ----
+//
+// From kFp4FloatRows activation rows on, the integer kernel's per-row work (three digit products,
+// their sum and a conversion per 32 weights) costs more than decoding the weights to floats once
+// and using FMA: 8 codes become 8 floats with a variable shift, a permute of the block's scaled
+// magnitudes and the sign bit moved into place. Rows go in tiles of kFp4TileRows and the columns
+// in slices of kFp4SliceCols, so the x slice of a group of activation rows stays in L1 while
+// every row of the tile passes over it (copied out first: rows of x are often 2^k floats apart,
+// and eight of them at one column would fill a set of L1); the accumulators wait in a small
+// table between slices.
+constexpr int64_t kFp4FloatRows = 5, kFp4Group = 8, kFp4TileRows = 16, kFp4SliceCols = 256;
+
+template <int G>
+void fp4_float_tile(const MatW& w, int64_t r0, int64_t j0, int64_t nr, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  const int64_t C = w.cols, rb = C / 2;
+  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  const __m256 mag = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f), sign = _mm256_set1_ps(-0.0f);
+  alignas(32) float part[kFp4TileRows][G][8];
+  alignas(32) float xs[G][kFp4SliceCols];
+  for (int64_t c0 = 0; c0 < C; c0 += kFp4SliceCols) {
+    const int64_t c1 = std::min(C, c0 + kFp4SliceCols);
+    for (int g = 0; g < G; ++g) std::memcpy(xs[g], x + g * ldx + c0, static_cast<size_t>(c1 - c0) * sizeof(float));
+    for (int64_t r = 0; r < nr; ++r) {
+      const uint8_t* row = w.data + (r0 + j0 + r) * rb;
+      const uint8_t* sc = w.scale + (r0 + j0 + r) * w.scale_cols;
+      __m256 acc[G];
+      for (int g = 0; g < G; ++g) acc[g] = c0 == 0 ? _mm256_setzero_ps() : _mm256_load_ps(part[r][g]);
+      for (int64_t i = c0; i < c1; i += 32) {
+        const __m256 t = _mm256_mul_ps(mag, _mm256_set1_ps(quant::e8m0_to_f32(sc[i / 32])));  // exact: powers of two
+        for (int q = 0; q < 4; ++q) {
+          int32_t word;
+          std::memcpy(&word, row + i / 2 + 4 * q, 4);
+          const __m256i codes = _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts);  // code k of the word in lane k (low 4 bits)
+          const __m256 v = _mm256_xor_ps(_mm256_permutevar8x32_ps(t, codes), _mm256_and_ps(_mm256_castsi256_ps(_mm256_slli_epi32(codes, 28)), sign));
+          for (int g = 0; g < G; ++g) acc[g] = _mm256_fmadd_ps(v, _mm256_load_ps(&xs[g][i - c0 + 8 * q]), acc[g]);
+        }
+      }
+      for (int g = 0; g < G; ++g) _mm256_store_ps(part[r][g], acc[g]);
+    }
+  }
+  for (int64_t r = 0; r < nr; ++r)
+    for (int g = 0; g < G; ++g) y[g * ldy + j0 + r] = hsum(_mm256_load_ps(part[r][g]));
+}
+
+void fp4_float_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy) {
+  // Groups of nearly equal size (12 rows: 6 + 6, not 8 + 4): below ~6 rows a group is bound by
+  // the decoding, which every group pays again.
+  const int64_t groups = (S + kFp4Group - 1) / kFp4Group;
+  for (int64_t j = jb; j < je; j += kFp4TileRows) {
+    const int64_t nr = std::min(kFp4TileRows, je - j);
+    for (int64_t k = 0, s0 = 0; k < groups; ++k) {
+      const int64_t s1 = S * (k + 1) / groups;
+      const float* xs = x + s0 * ldx;
+      float* ys = y + s0 * ldy;
+      switch (s1 - s0) {
+        case 1: fp4_float_tile<1>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 2: fp4_float_tile<2>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 3: fp4_float_tile<3>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 4: fp4_float_tile<4>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 5: fp4_float_tile<5>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 6: fp4_float_tile<6>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 7: fp4_float_tile<7>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        default: fp4_float_tile<8>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+      }
+      s0 = s1;
+    }
+  }
+}
+
 // ---- dispatch ----
 
 template <int S>
@@ -389,7 +458,7 @@ size_t gemv_scratch_floats(const MatW& w, int64_t S) { return w.fmt == WFormat::
 bool gemv_needs_prepared_x(const MatW& w) { return w.fmt == WFormat::FP4 || w.fmt == WFormat::FP8; }
 size_t gemv_prepared_floats(const MatW& w, int64_t S) {
   if (w.fmt == WFormat::FP8) return static_cast<size_t>(S * w.cols);
-  if (w.fmt == WFormat::FP4) return static_cast<size_t>(S) * fp4_row_floats(w.cols);
+  if (w.fmt == WFormat::FP4) return S < kFp4FloatRows ? static_cast<size_t>(S) * fp4_row_floats(w.cols) : 0;
   return 0;
 }
 
@@ -397,7 +466,7 @@ void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float
   const int64_t C = w.cols;
   if (w.fmt == WFormat::FP8) {
     for (int64_t s = 0; s < S; ++s) std::memcpy(xp + s * C, x + s * ldx, static_cast<size_t>(C) * sizeof(float));
-  } else if (w.fmt == WFormat::FP4) {
+  } else if (w.fmt == WFormat::FP4 && S < kFp4FloatRows) {
     const size_t stride = fp4_row_floats(C);
     for (int64_t s = 0; s < S; ++s) fp4_quantize_x(x + s * ldx, C, reinterpret_cast<uint8_t*>(xp + static_cast<size_t>(s) * stride));
   }
@@ -463,6 +532,10 @@ bool decode_rows_fast(const MatW& w, int64_t r, int64_t count, float* out) {
 
 void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y,
                int64_t ldy, const float* xp, float* scratch) {
+  if (w.fmt == WFormat::FP4 && S >= kFp4FloatRows) {
+    fp4_float_rows(w, r0, jb, je, x, ldx, S, y, ldy);
+    return;
+  }
   // Rows in blocks that stay in L2 while every group of activation rows passes over them.
   constexpr int64_t kRowBlock = 32, kGroup = 4;
   const bool tiled = w.fmt == WFormat::FP8;
