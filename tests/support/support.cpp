@@ -4,6 +4,10 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <system_error>
+#include <vector>
+
+#include <unistd.h>
 
 #include "io/tensor_store.hpp"
 
@@ -14,10 +18,29 @@ namespace dsv4::test {
 fs::path data_dir() { return fs::path(DSV4_TEST_DATA); }
 fs::path golden_dir(const std::string& name) { return data_dir() / "goldens" / name; }
 
+namespace {
+// The temporary folders of this process, removed when it exits (not by forked children, which
+// leave through _exit).
+struct TempDirs {
+  pid_t owner = ::getpid();
+  std::vector<fs::path> dirs;
+  ~TempDirs() {
+    if (::getpid() != owner) return;
+    std::error_code ec;
+    for (const auto& d : dirs) fs::remove_all(d, ec);
+  }
+};
+TempDirs& temp_dirs() {
+  static TempDirs t;
+  return t;
+}
+}  // namespace
+
 fs::path temp_dir(const std::string& tag) {
   fs::path p = fs::temp_directory_path() / ("dsv4-test-" + tag + "-" + std::to_string(::getpid()));
   fs::remove_all(p);
   fs::create_directories(p);
+  temp_dirs().dirs.push_back(p);
   return p;
 }
 

@@ -14,7 +14,7 @@ namespace dsv4::test {
 
 std::filesystem::path data_dir();
 std::filesystem::path golden_dir(const std::string& name);
-std::filesystem::path temp_dir(const std::string& tag);  // fresh, empty
+std::filesystem::path temp_dir(const std::string& tag);  // fresh, empty; removed when the process exits
 
 struct Golden {
   std::vector<int32_t> ids;
