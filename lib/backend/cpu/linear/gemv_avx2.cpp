@@ -383,6 +383,13 @@ void fp4_float_tile(const MatW& w, int64_t r0, int64_t j0, int64_t nr, const flo
     for (int64_t r = 0; r < nr; ++r) {
       const uint8_t* row = w.data + (r0 + j0 + r) * rb;
       const uint8_t* sc = w.scale + (r0 + j0 + r) * w.scale_cols;
+      // The weights come from memory in an order the hardware prefetcher does not follow (one
+      // slice of each row of the tile, then the next slice): ask for this row's next slice now
+      // (MoE prefill -30%).
+      if (c1 < C) {
+        prefetch(row + c1 / 2);
+        prefetch(row + c1 / 2 + 64);
+      }
       __m256 acc[G];
       for (int g = 0; g < G; ++g) acc[g] = c0 == 0 ? _mm256_setzero_ps() : _mm256_load_ps(part[r][g]);
       for (int64_t i = c0; i < c1; i += 32) {
@@ -409,6 +416,10 @@ void fp4_float_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const flo
   const int64_t groups = (S + kFp4Group - 1) / kFp4Group;
   for (int64_t j = jb; j < je; j += kFp4TileRows) {
     const int64_t nr = std::min(kFp4TileRows, je - j);
+    for (int64_t r = j + nr; r < std::min(je, j + nr + kFp4TileRows); ++r) {  // the next tile's first slice
+      prefetch(w.data + (r0 + r) * (w.cols / 2));
+      prefetch(w.data + (r0 + r) * (w.cols / 2) + 64);
+    }
     for (int64_t k = 0, s0 = 0; k < groups; ++k) {
       const int64_t s1 = S * (k + 1) / groups;
       const float* xs = x + s0 * ldx;
