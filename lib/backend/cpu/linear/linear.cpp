@@ -129,17 +129,19 @@ void CpuBackend::linear_multi(const LinearTask* tasks, size_t count, int64_t S) 
   // Threads claim chunks of the concatenated rows in order as they get free (chunk_blocks of each
   // task; a chunk never spans two tasks, so threads do not share output lines).
   int64_t* chunk0 = reinterpret_cast<int64_t*>(ws_.get(kGemvX + 4, 2 * (count + 1)));  // first chunk of each task
+  int64_t* per = reinterpret_cast<int64_t*>(ws_.get(kGemvX + 2, 2 * (count + 1)));     // rows per chunk of each task
   chunk0[0] = 0;
   for (size_t t = 0; t < count; ++t) {
-    const int64_t blocks = (tasks[t].n + kRows - 1) / kRows;
-    chunk0[t + 1] = chunk0[t] + (blocks + chunk_blocks(*tasks[t].w, blocks, 1) - 1) / chunk_blocks(*tasks[t].w, blocks, 1);
+    const int64_t blocks = (tasks[t].n + kRows - 1) / kRows, cb = chunk_blocks(*tasks[t].w, blocks, 1);
+    per[t] = cb * kRows;
+    chunk0[t + 1] = chunk0[t] + (blocks + cb - 1) / cb;
   }
   par_chunks(chunk0[count], 1, [&](int tid, int64_t c, int64_t) {
     float* scratch = thread_scratch(tid, scratch_floats);
     const size_t t = static_cast<size_t>(std::upper_bound(chunk0, chunk0 + count + 1, c) - chunk0) - 1;
     const LinearTask& k = tasks[t];
-    const int64_t per = chunk_blocks(*k.w, (k.n + kRows - 1) / kRows, 1) * kRows, jb = (c - chunk0[t]) * per;
-    gemv_rows(*k.w, k.r0, jb, std::min(k.n, jb + per), k.x, k.ldx, rows_of(t), k.y, k.ldy, xps[t], scratch);
+    const int64_t jb = (c - chunk0[t]) * per[t];
+    gemv_rows(*k.w, k.r0, jb, std::min(k.n, jb + per[t]), k.x, k.ldx, rows_of(t), k.y, k.ldy, xps[t], scratch);
   });
 }
 
