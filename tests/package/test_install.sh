@@ -21,7 +21,10 @@ so=$(readlink -f "$prefix/lib/libdsv4.so")
 echo "== libdsv4.so: $(stat -c %s "$so") bytes, soname $(readelf -d "$so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p'), $(nm -D --defined-only "$so" | wc -l) exported symbols"
 echo "== libdsv4.a: $(stat -c %s "$prefix/lib/libdsv4.a") bytes"
 # Only the public API is exported.
-if nm -D --defined-only -C "$so" | awk '{ $1=""; $2=""; print }' | grep -v '^ *dsv4_' | grep -v 'dsv4::' | grep -q .; then
+# (Outputs go through variables: with pipefail, `producer | grep -q` fails when grep exits first.)
+exported=$(nm -D --defined-only -C "$so" | awk '{ $1=""; $2=""; print }')
+extra=$(grep -v '^ *dsv4_' <<< "$exported" | grep -v 'dsv4::' || true)
+if [ -n "$extra" ]; then
   echo "FAIL: libdsv4.so exports symbols outside the dsv4 API:"; nm -D --defined-only -C "$so" | grep -v ' dsv4_\|dsv4::' | head; exit 1
 fi
 
@@ -35,9 +38,11 @@ for kind in shared static; do
     case "$out" in *"tokens="*"vocab="*) ;; *) echo "FAIL: $app printed '$out'"; exit 1 ;; esac
   done
   if [ $kind = shared ]; then
-    ldd "$work/consumer-$kind/consumer_c" | grep -q 'libdsv4.so' || { echo "FAIL: consumer_c does not use libdsv4.so"; exit 1; }
+    deps=$(ldd "$work/consumer-$kind/consumer_c")
+    grep -q 'libdsv4.so' <<< "$deps" || { echo "FAIL: consumer_c does not use libdsv4.so"; exit 1; }
   else
-    ! ldd "$work/consumer-$kind/consumer_c" | grep -q 'libdsv4.so' || { echo "FAIL: static consumer uses libdsv4.so"; exit 1; }
+    deps=$(ldd "$work/consumer-$kind/consumer_c")
+    ! grep -q 'libdsv4.so' <<< "$deps" || { echo "FAIL: static consumer uses libdsv4.so"; exit 1; }
   fi
 done
 
