@@ -1,9 +1,10 @@
-// Decode-kernel speed: y = x·Wᵀ for one activation row through the CPU backend's linear(), per
-// stored format at V4 shapes, with W hot (one matrix again and again) and cold (a random matrix
-// from a pool far larger than the caches, as routed experts are read). Prints GB/s of weights
-// and the ratio to the read bandwidth measured in the same run.
+// Decode-kernel speed: y = x·Wᵀ for S activation rows (one by default) through the CPU backend's
+// linear(), per stored format at V4 shapes, with W hot (one matrix again and again) and cold (a
+// random matrix from a pool far larger than the caches, as routed experts are read). Prints GB/s
+// of weights and the ratio to the read bandwidth measured in the same run, and for S > 1 the
+// GFLOP/s (an expert's share of a 512-token prefill step is about 12 rows).
 //
-//   bench_gemv [pool GiB = 2] [threads = all] [cpu tier = best] [shape filter = all]
+//   bench_gemv [pool GiB = 2] [threads = all] [cpu tier = best] [shape filter = all] [S = 1]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -89,9 +90,11 @@ int main(int argc, char** argv) {
   const double bw = read_gbps(mem, pool, threads);
   std::printf("threads %d, pool %.1f GiB, read bandwidth %.1f GB/s (same run)\n\n", threads, pool_gib, bw);
   std::printf("%-28s %12s %10s %12s %10s\n", "shape", "hot GB/s", "vs read", "cold GB/s", "vs read");
-  std::vector<float> x(8192), y(129280);
-  for (auto& v : x) v = static_cast<float>(rng() % 2001) / 1000.0f - 1.0f;
   const std::string filter = argc > 4 ? argv[4] : "";
+  const int64_t S = argc > 5 ? std::clamp<int64_t>(std::atoll(argv[5]), 1, 512) : 1;
+  std::vector<float> x(static_cast<size_t>(8192 * S)), y(static_cast<size_t>(129280 * S));
+  for (auto& v : x) v = static_cast<float>(rng() % 2001) / 1000.0f - 1.0f;
+  if (S > 1) std::printf("%lld activation rows\n", static_cast<long long>(S));
   for (const Shape& s : shapes) {
     if (std::string(s.name).find(filter) == std::string::npos) continue;
     const size_t wb = weight_bytes(s), sb = scale_bytes(s), stride = (wb + sb + 4095) / 4096 * 4096;
@@ -109,19 +112,24 @@ int main(int argc, char** argv) {
     };
     std::vector<MatW> ws;
     for (size_t k = 0; k < count; ++k) ws.push_back(mat(k));
-    const int hot_n = std::max(20, static_cast<int>(4e9 / static_cast<double>(wb + sb)));
+    const int hot_n = std::max(20, static_cast<int>(4e9 / static_cast<double>(wb + sb) / static_cast<double>(S)));
     double hot = 0, cold = 0;
     for (int rep = 0; rep < 3; ++rep) {
       auto t0 = Clock::now();
-      for (int i = 0; i < hot_n; ++i) be.linear(ws[0], 0, s.rows, x.data(), s.cols, 1, y.data(), s.rows);
+      for (int i = 0; i < hot_n; ++i) be.linear(ws[0], 0, s.rows, x.data(), s.cols, S, y.data(), s.rows);
       hot = std::max(hot, static_cast<double>(wb + sb) * hot_n / secs(t0) / 1e9);
       std::uniform_int_distribution<size_t> pick(0, count - 1);
-      const int cold_n = static_cast<int>(std::min<size_t>(count * 2, 600));
+      const int cold_n = static_cast<int>(std::min<size_t>(count * 2, static_cast<size_t>(std::max<int64_t>(20, 600 / S))));
       t0 = Clock::now();
-      for (int i = 0; i < cold_n; ++i) be.linear(ws[pick(rng)], 0, s.rows, x.data(), s.cols, 1, y.data(), s.rows);
+      for (int i = 0; i < cold_n; ++i) be.linear(ws[pick(rng)], 0, s.rows, x.data(), s.cols, S, y.data(), s.rows);
       cold = std::max(cold, static_cast<double>(wb + sb) * cold_n / secs(t0) / 1e9);
     }
-    std::printf("%-28s %12.1f %9.0f%% %12.1f %9.0f%%\n", s.name, hot, 100 * hot / bw, cold, 100 * cold / bw);
+    std::printf("%-28s %12.1f %9.0f%% %12.1f %9.0f%%", s.name, hot, 100 * hot / bw, cold, 100 * cold / bw);
+    if (S > 1) {  // 2·S flops per weight
+      const double per_byte = 2.0 * static_cast<double>(S) * static_cast<double>(s.rows * s.cols) / static_cast<double>(wb + sb);
+      std::printf("   %7.1f / %7.1f GFLOP/s hot / cold", hot * per_byte, cold * per_byte);
+    }
+    std::printf("\n");
   }
   return 0;
 }
