@@ -367,6 +367,36 @@ void rows_fp8_fast(const MatW& w, int64_t r0, int64_t jb, int64_t je, const floa
   }
 }
 
+// One activation row, four weight rows at a time: each x vector loaded serves all of them (wo_b's
+// x is 32 KiB, all of L1: read once per four rows, not once per row), and the weights are
+// prefetched into L2 only, leaving L1 to x. Measured 2 threads, cold (bench_gemv, 3 interleaved
+// runs): wo_b 4096x8192 15.4-16.1 -> 21.9-27.1 GB/s, wq_a 1024x4096 16.2-19.9 -> 20.2-23.6.
+template <int NR>
+inline void rows_fp8_fast_multi(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xs, float* y) {
+  const int64_t C = w.cols;
+  int64_t j = jb;
+  for (; j + NR <= je; j += NR) {
+    const uint8_t* row = w.data + (r0 + j) * C;
+    __m512 acc[NR][2];
+    for (int r = 0; r < NR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < C; g += 64) {
+      __m512 f[NR][4];
+      for (int r = 0; r < NR; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + r * C + g + kPrefetchBytes), _MM_HINT_T1);
+        e4m3x64(row + r * C + g, f[r][0], f[r][1], f[r][2], f[r][3]);
+      }
+      for (int u = 0; u < 4; ++u) {
+        __m512 xv = _mm512_loadu_ps(xs + g + 16 * u);
+        asm("" : "+v"(xv));  // one load for all rows
+        for (int r = 0; r < NR; ++r) acc[r][u % 2] = _mm512_fmadd_ps(f[r][u], xv, acc[r][u % 2]);
+      }
+    }
+    for (int r = 0; r < NR; ++r) y[j + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+  }
+  if constexpr (NR > 1)  // the rows left over, each summed in the same order as in a group
+    if (j < je) rows_fp8_fast_multi<1>(w, r0, j, je, xs, y);
+}
+
 #ifdef DSV4_FP4_INT
 // FP4 (cols % 128 == 0), integer dot products. Each 128-column group is 64 bytes; byte p holds
 // elements 2p (low nibble) and 2p+1 (high nibble). One vpermb per 64 nibbles maps a code to
@@ -541,7 +571,8 @@ void dispatch(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x,
     case WFormat::BF16: rows_plain_tile<S, NR, WFormat::BF16>(w, r0, jb, je, x, ldx, y, ldy); return;
     case WFormat::F16: rows_plain_tile<S, NR, WFormat::F16>(w, r0, jb, je, x, ldx, y, ldy); return;
     case WFormat::FP8:
-      if (fp8_fast(w)) rows_fp8_fast<S>(w, r0, jb, je, xp, y, ldy);  // xp: the tile-scaled copy
+      if (fp8_fast(w) && S == 1) rows_fp8_fast_multi<4>(w, r0, jb, je, xp, y);
+      else if (fp8_fast(w)) rows_fp8_fast<S>(w, r0, jb, je, xp, y, ldy);  // xp: the tile-scaled copy
       else rows_fp8<S>(w, r0, jb, je, x, ldx, y, ldy);
       return;
     case WFormat::FP4:
