@@ -99,9 +99,9 @@ void plain_tile(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* 
 }
 
 // One activation row: four weight rows far apart (j, j+q, j+2q, j+3q of the range) read together,
-// two accumulators each. No software prefetch: with the ~256 KB chunks of linear() the hardware
-// prefetcher alone kept the BF16 head faster and steadier (interleaved runs, 2 threads: median
-// 29 against 25 GB/s).
+// two accumulators each. Each stream's line 2 KiB ahead is prefetched into L2 only, leaving L1 to
+// x (16 KiB for the head; a prefetch into L1 was slower than none). bench_gemv BF16 head, 6
+// interleaved runs: 2 threads median 27.7 -> 34.5 GB/s, 1 thread 16.1-16.6 -> 19.9-20.8.
 template <WFormat F>
 void plain_streams(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, float* y) {
   constexpr int NR = 4;
@@ -114,6 +114,8 @@ void plain_streams(const MatW& w, int64_t r0, int64_t jb, int64_t je, const floa
     int64_t i = 0;
     for (; i + 16 <= C; i += 16) {
       const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+      if ((i * static_cast<int64_t>(kEsz<F>)) % 64 == 0)  // each stream's line 2 KiB ahead, into L2 only
+        for (int r = 0; r < NR; ++r) _mm_prefetch(reinterpret_cast<const char*>(rows[r] + i * static_cast<int64_t>(kEsz<F>) + kStreamPrefetch), _MM_HINT_T1);
       for (int r = 0; r < NR; ++r) {
         acc[r][0] = _mm256_fmadd_ps(load8<F>(rows[r], i), x0, acc[r][0]);
         acc[r][1] = _mm256_fmadd_ps(load8<F>(rows[r], i + 8), x1, acc[r][1]);
