@@ -15,10 +15,6 @@ uint64_t read_four_streams(const void* p, size_t bytes) {
   return x0 ^ x1 ^ x2 ^ x3;
 }
 
-}  // namespace dsv4
-
-namespace dsv4 {
-
 uint64_t read_linear(const void* p, size_t bytes) {
   const uint64_t* w = static_cast<const uint64_t*>(p);
   const size_t lines = bytes / 64;
