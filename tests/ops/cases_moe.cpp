@@ -53,6 +53,7 @@ struct MoeSpec {
   double L = 0.8;  // small, so the clamps are exercised
   WFormat expert_fmt = WFormat::F32, shared_fmt = WFormat::F32, gate_fmt = WFormat::F32;
   int seqs = 1;    // rows split over this many sequences of the step
+  bool one_id = false;  // every row the same token id: hash routing sends all rows to the same K experts
 };
 
 class MoeOp final : public PreparedOp {
@@ -89,7 +90,7 @@ class MoeOp final : public PreparedOp {
     x_ = random_floats(static_cast<size_t>(sp.S * D), 9 + sp.S, -2, 2);
     xd_ = to_backend(be, x_);
     outd_ = DevBuf(be, static_cast<size_t>(sp.S * D) * sizeof(float));
-    for (int64_t s = 0; s < sp.S; ++s) ids_.push_back(static_cast<int32_t>((s * 13 + 5) % sp.V));
+    for (int64_t s = 0; s < sp.S; ++s) ids_.push_back(static_cast<int32_t>(sp.one_id ? 5 : (s * 13 + 5) % sp.V));
     std::vector<TestSeq> seqs;
     for (int q = 0; q < sp.seqs; ++q) {
       const int64_t b = sp.S * q / sp.seqs, e = sp.S * (q + 1) / sp.seqs;
@@ -172,6 +173,14 @@ void add_moe_cases(std::vector<OpCase>& v) {
       v.push_back({"moe", std::string(kind == MoeKind::Hash ? "hash" : "top-k") + " routing, S=" + std::to_string(S) + ", D=32 E=6 K=2 I=16", false,
                    [=](Backend& be) -> std::unique_ptr<PreparedOp> { return std::make_unique<MoeOp>(be, sp); }});
     }
+  // Two experts with 40 rows each, more than the fused kernels take, among 16 mostly idle ones:
+  // the busy experts are split into parts.
+  MoeSpec busy;
+  busy.S = 40;
+  busy.E = 16;
+  busy.one_id = true;
+  v.push_back({"moe", "hash routing, S=40, all rows to the same two of 16 experts", false,
+               [=](Backend& be) -> std::unique_ptr<PreparedOp> { return std::make_unique<MoeOp>(be, busy); }});
   MoeSpec multi;
   multi.S = 13;
   multi.seqs = 4;

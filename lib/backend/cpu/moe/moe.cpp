@@ -78,11 +78,15 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
   int32_t* order = ws_.get_i32(kTokOfExpert, static_cast<size_t>(S * K));
   std::fill(count, count + E + 1, 0);
   for (int64_t i = 0; i < S * K; ++i) ++count[idx[i] + 1];
-  bool fused = gemv_available();
+  // The fused kernels take up to `most` rows. While the experts average no more than that, one
+  // with more is split into parts of at most `most` rows (its weights read once per part), so
+  // that a few busy experts (uneven routing) do not send the whole step down the per-expert
+  // decode + GEMM path, which is for steps where most experts have many rows.
+  const ExpertW& e0 = w.experts[0];
+  const int64_t most = std::min({gemv_max_batch(e0.w1), gemv_max_batch(e0.w3), gemv_max_batch(e0.w2)});
+  const bool fused = gemv_available() && S * K <= most * E;
   for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = count[e + 1];
-    stats_.experts_touched += n > 0;
-    fused = fused && n <= gemv_max_batch(w.experts[static_cast<size_t>(e)].w1) && n <= gemv_max_batch(w.experts[static_cast<size_t>(e)].w2);
+    stats_.experts_touched += count[e + 1] > 0;
     count[e + 1] += count[e];
   }
   {
@@ -103,19 +107,22 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
   if (fused) {
     // Decode-size batches: every expert's products on its gathered rows in one parallel pass for
     // the up projections and one for the down projections (each weight read once, no pass per expert).
-    if (moe_tasks_.size() < static_cast<size_t>(2 * (E + 1))) moe_tasks_.resize(static_cast<size_t>(2 * (E + 1)));
+    // At most E + S·K / most parts (each expert's last part may be short), plus the shared expert.
+    const size_t cap = static_cast<size_t>(2 * (E + S * K / most + 1));
+    if (moe_tasks_.size() < cap) moe_tasks_.resize(cap);
     // The task list changes with the routing; its scratch depends only on S.
-    reserve_multi(static_cast<size_t>(2 * (E + 1)),
+    reserve_multi(cap,
                   gemv_prepared_floats(w.experts[0].w1, S * K + S) + gemv_prepared_floats(w.experts[0].w2, S * K + S) +
                       (w.shared ? gemv_prepared_floats(w.shared->w1, S) + gemv_prepared_floats(w.shared->w2, S) : 0));
     LinearTask* t = moe_tasks_.data();
     size_t nt = 0;
     for (int64_t e = 0; e < E; ++e) {
-      const int64_t b = count[e], n = count[e + 1] - b;
-      if (n == 0) continue;
       const ExpertW& ex = w.experts[static_cast<size_t>(e)];
-      t[nt++] = {&ex.w1, 0, I, xg + b * D, D, h1 + b * I, I, n};
-      t[nt++] = {&ex.w3, 0, I, xg + b * D, D, h3 + b * I, I, n};
+      for (int64_t b = count[e]; b < count[e + 1]; b += most) {
+        const int64_t n = std::min(most, count[e + 1] - b);
+        t[nt++] = {&ex.w1, 0, I, xg + b * D, D, h1 + b * I, I, n};
+        t[nt++] = {&ex.w3, 0, I, xg + b * D, D, h3 + b * I, I, n};
+      }
     }
     if (shared_fused) {
       t[nt++] = {&w.shared->w1, 0, I, x, D, h1s, I, S};
@@ -128,10 +135,9 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
     }
     swiglu(h1, h3, (S * K + (w.shared ? S : 0)) * I, L);
     nt = 0;
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t b = count[e], n = count[e + 1] - b;
-      if (n > 0) t[nt++] = {&w.experts[static_cast<size_t>(e)].w2, 0, D, h1 + b * I, I, y + b * D, D, n};
-    }
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t b = count[e]; b < count[e + 1]; b += most)
+        t[nt++] = {&w.experts[static_cast<size_t>(e)].w2, 0, D, h1 + b * I, I, y + b * D, D, std::min(most, count[e + 1] - b)};
     if (shared_fused) t[nt++] = {&w.shared->w2, 0, D, h1s, I, out, D, S};
     linear_multi(t, nt, S);
     if (w.shared && !shared_fused) linear(w.shared->w2, 0, D, h1s, I, S, out, D);
