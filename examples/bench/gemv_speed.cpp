@@ -44,8 +44,8 @@ size_t scale_bytes(const Shape& s) {
   return 0;
 }
 
-// Best-of-3 read bandwidth over `bytes` with `threads` threads, the faster of the two read
-// patterns: the same reads as `dsv4 bench`'s ceiling.
+// Read bandwidth over `bytes` with `threads` threads: the best of three runs of each of the two
+// read patterns, the same reads as `dsv4 bench`'s ceiling.
 double read_gbps(const uint8_t* p, size_t bytes, int threads) {
   double best = 0;
   for (int rep = 0; rep < 6; ++rep) {
