@@ -16,6 +16,7 @@
 
 #include "dsv4/model.hpp"
 #include "model/model_impl.hpp"
+#include "support/golden_modes.hpp"
 #include "support/isolated_backend.hpp"
 #include "support/recording_backend.hpp"
 #include "support/support.hpp"
@@ -26,36 +27,6 @@ using namespace dsv4::test;
 namespace {
 
 constexpr double kTol = 1e-4;  // as the goldens
-
-// Feeds g.ids whole, in the golden's chunks, and prefill + one at a time; checks every mode.
-void check_modes(const std::shared_ptr<const Model>& model, const Golden& g, const std::string& name) {
-  const int64_t seq = g.meta.at("seq").get<int64_t>();
-  const auto chunks = g.meta.at("chunks").get<std::vector<int64_t>>();
-  auto run = [&](const std::vector<int64_t>& runs, int64_t max_batch) {
-    SessionOptions opt;
-    opt.max_batch = max_batch;
-    Session s(model, opt);
-    std::vector<float> out;
-    int64_t done = 0;
-    auto feed = [&](int64_t n) {
-      auto lg = s.forward({g.ids.data() + done, static_cast<size_t>(n)}, Logits::All);
-      out.insert(out.end(), lg.begin(), lg.end());
-      done += n;
-    };
-    for (auto r : runs) feed(r);
-    while (done < g.N) feed(1);
-    return out;
-  };
-  const std::pair<const char*, std::vector<float>> modes[] = {
-      {"whole", run({g.N}, g.N)}, {"chunks", run(chunks, 512)}, {"token by token after the prefill", run({seq}, 512)}};
-  for (const auto& [what, lg] : modes) {
-    const double err = rel_err(lg.data(), g.logits.data(), g.logits.size());
-    const int64_t bad = argmax_mismatches(lg.data(), g.logits.data(), g.N, g.V);
-    MESSAGE(name << " on the host-isolation backend / " << std::string(what) << ": rel err " << err << ", argmax mismatches " << bad);
-    CHECK(err <= kTol);
-    CHECK(bad == 0);
-  }
-}
 
 int thread_count() {
   int n = 0;
@@ -78,7 +49,7 @@ TEST_CASE("host isolation: every golden runs whole, chunked and token by token w
     CHECK(iso->contains(model_engine(*model).weights().layers[0].attn.wq_a.data));
     CHECK(iso->contains(model_engine(*model).weights().norm.data()));
     const uint64_t before = iso->opens();
-    check_modes(model, g, name);
+    check_golden_modes(model, g, name, "the host-isolation backend");
     CHECK(iso->opens() > before);
   }
 }

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "backend/cpu/select.hpp"
+#include "support/emulated_device.hpp"
 #include "support/isolated_backend.hpp"
 
 namespace dsv4::test {
@@ -18,6 +19,8 @@ std::vector<BackendUnderTest> backends_under_test() {
   for (const std::string& tier : cpu_tiers_compiled())
     if (cpu_tier_runs(tier)) v.push_back({"cpu/" + tier, [tier] { return make_cpu_backend(2, tier); }});
   v.push_back({"cpu-isolated", [] { return std::make_unique<IsolatedBackend>(2, size_t{8} << 30); }});
+  // The CUDA backend's host code and kernels, emulated on the host (tests/support/emulated_device.hpp).
+  v.push_back({"device-emu", [] { return std::make_unique<EmulatedDevice>(size_t{8} << 30); }});
   return v;
 }
 

@@ -1,0 +1,477 @@
+// The device backend's host side: every op as a fixed sequence of dsv4k kernel launches.
+#include "backend/device/device_backend.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "dsv4/error.hpp"
+#include "util/checked.hpp"
+
+namespace dsv4 {
+
+namespace {
+// Scratch slots.
+enum Slot : size_t {
+  kMix = 0, kPre, kKvs, kKvTmp, kCompress, kQi, kQScale, kScore, kMoeScores, kMoeIdx, kMoeWeights, kMoeH, kSlots
+};
+}  // namespace
+
+dsv4k::Mat to_kernel(const MatW& w) {
+  dsv4k::Mat m;
+  m.fmt = static_cast<int32_t>(w.fmt);
+  m.rows = w.rows;
+  m.cols = w.cols;
+  m.data = w.data;
+  m.scale = w.scale;
+  m.scale_cols = w.scale_cols;
+  return m;
+}
+
+DeviceBackend::~DeviceBackend() = default;
+
+void DeviceBackend::free_internal() noexcept {
+  for (auto& b : ws_)
+    if (b.p != nullptr) dev_free(b.p);
+  ws_.clear();
+  for (auto& [k, e] : experts_)
+    if (e.dev != nullptr) dev_free(e.dev);
+  experts_.clear();
+}
+
+void* DeviceBackend::alloc(size_t bytes) {
+  if (bytes == 0) bytes = 64;
+  void* p = dev_alloc(bytes);
+  dev_zero(p, bytes);
+  std::lock_guard<std::mutex> lk(mem_mu_);
+  sizes_[p] = bytes;
+  buffer_bytes_ += bytes;
+  return p;
+}
+
+void DeviceBackend::release(void* p) noexcept {
+  if (p == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lk(mem_mu_);
+    auto it = sizes_.find(p);
+    if (it != sizes_.end()) {
+      buffer_bytes_ -= it->second;
+      sizes_.erase(it);
+    }
+  }
+  dev_free(p);
+}
+
+void DeviceBackend::upload(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) h2d(dst, src, bytes);
+}
+void DeviceBackend::download(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) d2h(dst, src, bytes);
+}
+void DeviceBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) d2d(dst, src, bytes);
+}
+
+uint64_t DeviceBackend::weight_bytes() const {
+  std::lock_guard<std::mutex> lk(mem_mu_);
+  return weight_bytes_;
+}
+uint64_t DeviceBackend::buffer_bytes() const {
+  std::lock_guard<std::mutex> lk(mem_mu_);
+  return buffer_bytes_ + scratch_bytes();
+}
+
+uint64_t DeviceBackend::scratch_bytes() const {
+  uint64_t n = 0;
+  for (const auto& b : ws_) n += b.bytes;
+  return n;
+}
+
+void* DeviceBackend::scratch(size_t slot, size_t bytes) {
+  if (slot >= ws_.size()) ws_.resize(kSlots);
+  Block& b = ws_[slot];
+  if (b.bytes < bytes) {
+    const size_t grown = std::max(bytes, b.bytes + b.bytes / 2);
+    void* p = dev_alloc(grown);  // before the old block goes: a failure leaves the backend as it was
+    if (b.p != nullptr) dev_free(b.p);
+    b.p = p;
+    b.bytes = grown;
+  }
+  return b.p;
+}
+
+ModelWeights DeviceBackend::bind_weights(const ModelWeights& host, const ModelConfig& cfg) {
+  // Every buffer uploaded once, in its stored format; the views repointed at the copies.
+  struct Copy final : WeightVisitor {
+    DeviceBackend& be;
+    uint64_t total = 0;
+    explicit Copy(DeviceBackend& b) : be(b) {}
+    const uint8_t* put(const void* src, size_t n) {
+      if (src == nullptr || n == 0) return static_cast<const uint8_t*>(src);
+      void* p = be.dev_alloc(n);
+      be.h2d(p, src, n);
+      total += n;
+      return static_cast<const uint8_t*>(p);
+    }
+    void matrix(MatW& w) override {
+      if (w.empty()) return;
+      const uint64_t scale_bytes = w.fmt == WFormat::FP8 ? static_cast<uint64_t>((w.rows + 127) / 128 * w.scale_cols)
+                                   : w.fmt == WFormat::FP4 ? static_cast<uint64_t>(w.rows * w.scale_cols)
+                                                           : 0;
+      const uint64_t data_bytes = w.bytes() - scale_bytes;
+      w.data = put(w.data, data_bytes);
+      if (w.scale != nullptr) w.scale = put(w.scale, scale_bytes);
+    }
+    void floats(FVec& v) override { v.ptr = reinterpret_cast<const float*>(put(v.ptr, v.size() * sizeof(float))); }
+    void doubles(DVec& v) override { v.ptr = reinterpret_cast<const double*>(put(v.ptr, v.size() * sizeof(double))); }
+    void bytes(const uint8_t*& p, size_t n) override { p = put(p, n); }
+  } copy(*this);
+  ModelWeights w = host;
+  visit_weights(w, cfg, copy);
+  std::lock_guard<std::mutex> lk(mem_mu_);
+  weight_bytes_ += copy.total;
+  return w;
+}
+
+void DeviceBackend::reserve(const ModelConfig& c, int64_t max_context) {
+  context_ = std::max(context_, max_context);
+  // The context-dependent scratch: the indexer's scores of a decode step (up to 3 rows).
+  int64_t vis = 0;
+  for (size_t l = 0; l < c.attn_kind.size(); ++l)
+    if (c.attn_kind[l] == AttnKind::CSA && c.compress_ratio[l] > 0) vis = std::max(vis, max_context / c.compress_ratio[l]);
+  if (vis > 0) scratch(kScore, sat_mul(sat_mul(sat_size(vis), 3), sizeof(float)));
+}
+
+int64_t DeviceBackend::position_bound(const StepRef& step, int64_t S) {
+  if (context_ > 0) return context_;
+  std::vector<int64_t> pos(static_cast<size_t>(S));
+  d2h(pos.data(), step.pos, static_cast<size_t>(S) * sizeof(int64_t));
+  int64_t mx = 0;
+  for (int64_t p : pos) mx = std::max(mx, p);
+  return mx + 1;
+}
+
+// ---- ops ----
+
+void DeviceBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy) {
+  if (r0 < 0 || n < 0 || r0 + n > w.rows) throw InvalidArgument("linear: rows [" + std::to_string(r0) + ", " + std::to_string(r0 + n) +
+                                                               ") outside a matrix of " + std::to_string(w.rows));
+  dsv4k::Linear k;
+  k.w = to_kernel(w);
+  k.r0 = r0;
+  k.n = n;
+  k.S = S;
+  k.x = x;
+  k.ldx = ldx;
+  k.y = y;
+  k.ldy = ldy;
+  launch(k);
+}
+
+void DeviceBackend::embed(const MatW& table, const StepRef& step, int64_t S, int64_t nc, float* X) {
+  dsv4k::Embed k;
+  k.table = to_kernel(table);
+  k.step = step;
+  k.S = S;
+  k.nc = nc;
+  k.X = X;
+  launch(k);
+}
+
+void DeviceBackend::gather_rows(const float* src, int64_t ld, const StepRef& step, int64_t n, int64_t width, float* dst) {
+  dsv4k::GatherRows k;
+  k.src = src;
+  k.ld = ld;
+  k.step = step;
+  k.n = n;
+  k.width = width;
+  k.dst = dst;
+  launch(k);
+}
+
+void DeviceBackend::rms_norm(float* x, int64_t rows, int64_t n, int64_t ld, const float* weight, float eps) {
+  dsv4k::RmsNorm k;
+  k.x = x;
+  k.rows = rows;
+  k.n = n;
+  k.ld = ld;
+  k.weight = weight;
+  k.eps = eps;
+  launch(k);
+}
+
+void DeviceBackend::rope_tables(const StepRef& step, int64_t S, const double* freqs, int64_t half, float* cos, float* sin) {
+  dsv4k::RopeTables k;
+  k.step = step;
+  k.S = S;
+  k.half = half;
+  k.freqs = freqs;
+  k.cos_ = cos;
+  k.sin_ = sin;
+  launch(k);
+}
+
+void DeviceBackend::rope(float* x, int64_t rows, int64_t ld, int64_t heads, int64_t hs, int64_t offset, int64_t rd, const float* cos,
+                         const float* sin, bool inverse) {
+  dsv4k::Rope k;
+  k.x = x;
+  k.rows = rows;
+  k.ld = ld;
+  k.heads = heads;
+  k.hs = hs;
+  k.offset = offset;
+  k.rd = rd;
+  k.cos_ = cos;
+  k.sin_ = sin;
+  k.inverse = inverse;
+  launch(k);
+}
+
+void DeviceBackend::hc_pre(const HyperW& hw, const ModelConfig& c, const float* X, int64_t S, const float* norm_w, float* xin,
+                           float* coef) {
+  const int64_t nc = c.hc_mult, D = c.hidden_size, nmix = (2 + nc) * nc;
+  if (nc > dsv4k::kMaxStreams) throw UnsupportedError("hc_pre: more than " + std::to_string(dsv4k::kMaxStreams) + " streams");
+  auto* mix = static_cast<float*>(scratch(kMix, static_cast<size_t>(S * nmix) * sizeof(float)));
+  auto* pre = static_cast<float*>(scratch(kPre, static_cast<size_t>(S * nc) * sizeof(float)));
+  linear(hw.fn, 0, nmix, X, nc * D, S, mix, nmix);
+  dsv4k::HcCoef k;
+  k.X = X;
+  k.mix = mix;
+  k.base = hw.base.data();
+  k.scale = hw.scale.data();
+  k.S = S;
+  k.nc = nc;
+  k.D = D;
+  k.nmix = nmix;
+  k.iters = c.hc_sinkhorn_iters;
+  k.eps = static_cast<float>(c.hc_eps);
+  k.rms_eps = c.rms_norm_eps;
+  k.pre = pre;
+  k.coef = coef;
+  launch(k);
+  dsv4k::HcCollapse col;
+  col.X = X;
+  col.pre = pre;
+  col.S = S;
+  col.nc = nc;
+  col.D = D;
+  col.out = xin;
+  launch(col);
+  rms_norm(xin, S, D, D, norm_w, static_cast<float>(c.rms_norm_eps));
+}
+
+void DeviceBackend::hc_post(const ModelConfig& c, float* X, const float* y, const float* coef, int64_t S) {
+  if (c.hc_mult > dsv4k::kMaxStreams) throw UnsupportedError("hc_post: more than " + std::to_string(dsv4k::kMaxStreams) + " streams");
+  dsv4k::HcPost k;
+  k.X = X;
+  k.y = y;
+  k.coef = coef;
+  k.S = S;
+  k.nc = c.hc_mult;
+  k.D = c.hidden_size;
+  launch(k);
+}
+
+void DeviceBackend::hc_head(const HyperW& hw, const ModelConfig& c, const float* X, int64_t S, float* h) {
+  const int64_t nc = c.hc_mult, D = c.hidden_size;
+  auto* mix = static_cast<float*>(scratch(kMix, static_cast<size_t>(S * nc) * sizeof(float)));
+  auto* pre = static_cast<float*>(scratch(kPre, static_cast<size_t>(S * nc) * sizeof(float)));
+  linear(hw.fn, 0, nc, X, nc * D, S, mix, nc);
+  dsv4k::HcCoef k;
+  k.X = X;
+  k.mix = mix;
+  k.base = hw.base.data();
+  k.scale = hw.scale.data();
+  k.S = S;
+  k.nc = nc;
+  k.D = D;
+  k.nmix = nc;
+  k.eps = static_cast<float>(c.hc_eps);
+  k.rms_eps = c.rms_norm_eps;
+  k.head = true;
+  k.pre = pre;
+  launch(k);
+  dsv4k::HcCollapse col;
+  col.X = X;
+  col.pre = pre;
+  col.S = S;
+  col.nc = nc;
+  col.D = D;
+  col.out = h;
+  launch(col);
+}
+
+void DeviceBackend::attention(const AttentionArgs& a) {
+  auto* kvs = static_cast<float*>(scratch(kKvs, static_cast<size_t>(a.S * a.hd) * sizeof(float)));
+  auto* tmp = static_cast<unsigned char*>(scratch(kKvTmp, static_cast<size_t>(a.S * (4 * a.hd + 64))));
+  dsv4k::RoundRows r;
+  r.step = a.step;
+  r.S = a.S;
+  r.layer = a.layer;
+  r.hd = a.hd;
+  r.kv = a.kv;
+  r.kvs = kvs;
+  r.tmp = tmp;
+  launch(r);
+  dsv4k::Attention k;
+  k.step = a.step;
+  k.S = a.S;
+  k.H = a.H;
+  k.hd = a.hd;
+  k.W = a.W;
+  k.layer = a.layer;
+  k.q = a.q;
+  k.kvs = kvs;
+  k.entries = a.entries;
+  k.ratio = a.ratio;
+  k.select = a.select;
+  k.topk = a.topk;
+  k.sink = a.sink;
+  k.scale = 1.0f / std::sqrt(static_cast<float>(a.hd));
+  k.out = a.out;
+  launch(k);
+}
+
+void DeviceBackend::store_window(const StepRef& step, int64_t S, int64_t layer, const float* kv, int64_t W, int64_t hd) {
+  dsv4k::StoreWindow k;
+  k.step = step;
+  k.S = S;
+  k.layer = layer;
+  k.W = W;
+  k.hd = hd;
+  k.kv = kv;
+  launch(k);
+}
+
+void DeviceBackend::compress(const CompressorW& w, CompressorSlot slot, const StepRef& step, int64_t S, int64_t layer, const float* kv,
+                             const float* g, const double* freqs, int64_t rd, float eps) {
+  dsv4k::Compress k;
+  k.step = step;
+  k.S = S;
+  k.layer = layer;
+  k.indexer = slot == CompressorSlot::Indexer;
+  k.m = w.ratio;
+  k.width = w.width;
+  k.c = w.overlap ? 2 : 1;
+  k.kv = kv;
+  k.g = g;
+  k.ape = w.ape.data();
+  k.norm = w.norm.data();
+  k.freqs = freqs;
+  k.rd = rd;
+  k.eps = eps;
+  k.scratch = static_cast<float*>(scratch(kCompress, static_cast<size_t>(S * w.width) * sizeof(float)));
+  launch(k);
+}
+
+void DeviceBackend::indexer_select(const IndexerArgs& a) {
+  const int64_t cap = std::max<int64_t>(position_bound(a.step, a.S) / a.ratio, 1);
+  auto* qi = static_cast<int16_t*>(scratch(kQi, static_cast<size_t>(a.S * a.nI * a.ihd) * sizeof(int16_t)));
+  auto* qs = static_cast<float*>(scratch(kQScale, static_cast<size_t>(a.S * a.nI) * sizeof(float)));
+  auto* score = static_cast<float*>(scratch(kScore, sat_mul(sat_mul(sat_size(a.S), sat_size(cap)), sizeof(float))));
+  dsv4k::IndexQuery q;
+  q.q = a.q;
+  q.S = a.S;
+  q.nI = a.nI;
+  q.ihd = a.ihd;
+  q.qi = qi;
+  q.qscale = qs;
+  launch(q);
+  dsv4k::IndexScore k;
+  k.step = a.step;
+  k.S = a.S;
+  k.layer = a.layer;
+  k.ratio = a.ratio;
+  k.nI = a.nI;
+  k.ihd = a.ihd;
+  k.cap = cap;
+  k.q = a.q;
+  k.qi = qi;
+  k.qscale = qs;
+  k.wts = a.wts;
+  k.wts_scale = a.wts_scale;
+  k.score = score;
+  launch(k);
+  dsv4k::IndexSelect sel;
+  sel.step = a.step;
+  sel.S = a.S;
+  sel.ratio = a.ratio;
+  sel.cap = cap;
+  sel.topk = a.topk;
+  sel.score = score;
+  sel.select = a.select;
+  launch(sel);
+}
+
+const dsv4k::ExpertMats* DeviceBackend::expert_table(const MoeW& w) {
+  expert_tmp_.resize(w.experts.size());
+  for (size_t e = 0; e < w.experts.size(); ++e)
+    expert_tmp_[e] = {to_kernel(w.experts[e].w1), to_kernel(w.experts[e].w3), to_kernel(w.experts[e].w2)};
+  Experts& t = experts_[w.experts.data()];
+  const size_t bytes = expert_tmp_.size() * sizeof(dsv4k::ExpertMats);
+  if (t.dev == nullptr || t.host.size() != expert_tmp_.size() || std::memcmp(t.host.data(), expert_tmp_.data(), bytes) != 0) {
+    void* p = dev_alloc(std::max<size_t>(bytes, 64));
+    h2d(p, expert_tmp_.data(), bytes);
+    if (t.dev != nullptr) dev_free(t.dev);
+    t.dev = p;
+    t.host = expert_tmp_;
+  }
+  return static_cast<const dsv4k::ExpertMats*>(t.dev);
+}
+
+void DeviceBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const float* x, const StepRef& step, int64_t S, float* out) {
+  const int64_t D = c.hidden_size, E = c.n_routed_experts, K = c.experts_per_token, I = c.moe_intermediate_size;
+  if (E > dsv4k::kMaxExperts) throw UnsupportedError("moe: more than " + std::to_string(dsv4k::kMaxExperts) + " routed experts");
+  if (static_cast<int64_t>(w.experts.size()) != E) throw InvalidArgument("moe: " + std::to_string(w.experts.size()) + " experts bound, config has " + std::to_string(E));
+  auto* scores = static_cast<float*>(scratch(kMoeScores, static_cast<size_t>(S * E) * sizeof(float)));
+  auto* idx = static_cast<int32_t*>(scratch(kMoeIdx, static_cast<size_t>(S * K) * sizeof(int32_t)));
+  auto* wk = static_cast<float*>(scratch(kMoeWeights, static_cast<size_t>(S * K) * sizeof(float)));
+  auto* h = static_cast<float*>(scratch(kMoeH, static_cast<size_t>(S * (K + 1) * I) * sizeof(float)));
+  const dsv4k::ExpertMats* table = expert_table(w);
+  linear(w.gate, 0, E, x, D, S, scores, E);
+  dsv4k::MoeRoute r;
+  r.scores = scores;
+  r.bias = kind == MoeKind::Hash ? nullptr : w.bias.data();
+  r.tid2eid = kind == MoeKind::Hash ? w.tid2eid : nullptr;
+  r.tid_i64 = w.tid2eid_is_i64;
+  r.step = step;
+  r.S = S;
+  r.E = E;
+  r.K = K;
+  r.scaling = c.routed_scaling_factor;
+  r.idx = idx;
+  r.weights = wk;
+  launch(r);
+  dsv4k::ExpertMats shared;
+  if (w.shared) shared = {to_kernel(w.shared->w1), to_kernel(w.shared->w3), to_kernel(w.shared->w2)};
+  dsv4k::MoeUp up;
+  up.experts = table;
+  up.shared = shared;
+  up.has_shared = w.shared.has_value();
+  up.idx = idx;
+  up.x = x;
+  up.S = S;
+  up.K = K;
+  up.D = D;
+  up.I = I;
+  up.limit = static_cast<float>(c.swiglu_limit);
+  up.h = h;
+  launch(up);
+  dsv4k::MoeDown down;
+  down.experts = table;
+  down.shared = shared;
+  down.has_shared = w.shared.has_value();
+  down.idx = idx;
+  down.weights = wk;
+  down.h = h;
+  down.S = S;
+  down.K = K;
+  down.D = D;
+  down.I = I;
+  down.out = out;
+  launch(down);
+  stats_.expert_evals += static_cast<uint64_t>(S * K);
+}
+
+}  // namespace dsv4

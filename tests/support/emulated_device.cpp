@@ -1,0 +1,100 @@
+#include "support/emulated_device.hpp"
+
+#include <sys/mman.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "dsv4/error.hpp"
+#include "util/thread_pool.hpp"
+
+namespace dsv4::test {
+
+class EmulatedDevice::Open {
+ public:
+  explicit Open(EmulatedDevice& d) : d_(d) { d_.open(); }
+  ~Open() { d_.close(); }
+  Open(const Open&) = delete;
+  Open& operator=(const Open&) = delete;
+
+ private:
+  EmulatedDevice& d_;
+};
+
+EmulatedDevice::EmulatedDevice(size_t reserve_bytes, int threads) : reserved_(reserve_bytes), threads_(threads), pool_(ThreadPool::shared(threads)) {
+  void* p = mmap(nullptr, reserved_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw std::runtime_error("EmulatedDevice: cannot reserve address space");
+  base_ = static_cast<uint8_t*>(p);
+}
+
+EmulatedDevice::~EmulatedDevice() {
+  free_internal();
+  munmap(base_, reserved_);
+}
+
+BackendInfo EmulatedDevice::info() const {
+  BackendInfo b;
+  b.name = "device-emu";
+  b.device_name = "dsv4k kernels emulated on the host";
+  b.kernel_tier = "reference";
+  b.memory_total = reserved_;
+  b.memory_available = reserved_ - used_;
+  b.weight_bytes = weight_bytes();
+  b.buffer_bytes = buffer_bytes();
+  b.formats = {"F32", "BF16", "F16", "FP8", "FP4"};
+  b.ops = {"linear", "embed", "rms_norm", "rope", "mhc", "attention", "compressor", "indexer", "moe", "gather"};
+  return b;
+}
+
+bool EmulatedDevice::contains(const void* p) const {
+  const auto* q = static_cast<const uint8_t*>(p);
+  return q >= base_ && q < base_ + reserved_;
+}
+
+void EmulatedDevice::open() {
+  if (depth_++ == 0 && used_ > 0 && mprotect(base_, used_, PROT_READ | PROT_WRITE) != 0)
+    throw std::runtime_error("EmulatedDevice: mprotect failed");
+}
+
+void EmulatedDevice::close() {
+  if (--depth_ == 0 && used_ > 0) mprotect(base_, used_, PROT_NONE);
+}
+
+void* EmulatedDevice::dev_alloc(size_t bytes) {
+  const size_t page = 4096, n = (std::max<size_t>(bytes, 1) + page - 1) / page * page;
+  if (n > reserved_ - used_) throw CapacityError("EmulatedDevice: region of " + std::to_string(reserved_) + " bytes is full");
+  uint8_t* p = base_ + used_;
+  used_ += n;
+  if (depth_ > 0) mprotect(p, n, PROT_READ | PROT_WRITE);
+  return p;
+}
+
+void EmulatedDevice::dev_zero(void* p, size_t bytes) {
+  Open o(*this);
+  std::memset(p, 0, bytes);
+}
+void EmulatedDevice::h2d(void* dst, const void* src, size_t bytes) {
+  Open o(*this);
+  std::memcpy(dst, src, bytes);
+}
+void EmulatedDevice::d2h(void* dst, const void* src, size_t bytes) {
+  Open o(*this);
+  std::memcpy(dst, src, bytes);
+}
+void EmulatedDevice::d2d(void* dst, const void* src, size_t bytes) {
+  Open o(*this);
+  std::memmove(dst, src, bytes);
+}
+
+template <class K>
+void EmulatedDevice::exec(const K& k) {
+  Open o(*this);
+  ++launches_;
+  const int64_t n = k.count();
+  pool_->parallel_for(n, 1, [&](int, int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) k(i);
+  }, threads_);
+}
+
+}  // namespace dsv4::test

@@ -1,0 +1,50 @@
+// The device backend (lib/backend/device) over an emulated device: its memory is one host region
+// mapped PROT_NONE, opened only while a kernel, an upload or a download runs, and its kernels are
+// the dsv4k kernels the CUDA backend launches, run here item by item on the CPU. The suite runs
+// every golden and every op case through it, so the CUDA backend's host code (parameters, scratch,
+// launch order) and its kernels' arithmetic are checked on machines without a GPU; what this
+// cannot check is the CUDA launch itself (grids, streams, device memory).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include <memory>
+
+#include "backend/device/device_backend.hpp"
+#include "util/thread_pool.hpp"
+
+namespace dsv4::test {
+
+class EmulatedDevice final : public DeviceBackend {
+ public:
+  explicit EmulatedDevice(size_t reserve_bytes = size_t{16} << 30, int threads = 2);
+  ~EmulatedDevice() override;
+  BackendInfo info() const override;
+  uint64_t launches() const { return launches_; }
+  bool contains(const void* p) const;
+
+ protected:
+  void* dev_alloc(size_t bytes) override;
+  void dev_free(void*) noexcept override {}  // the region goes with the backend
+  void dev_zero(void* p, size_t bytes) override;
+  void h2d(void* dst, const void* src, size_t bytes) override;
+  void d2h(void* dst, const void* src, size_t bytes) override;
+  void d2d(void* dst, const void* src, size_t bytes) override;
+#define DSV4K_EMU_RUN(K) void run(const dsv4k::K& k) override { exec(k); }
+  DSV4K_KERNELS(DSV4K_EMU_RUN)
+#undef DSV4K_EMU_RUN
+
+ private:
+  class Open;
+  template <class K>
+  void exec(const K& k);
+  void open();
+  void close();
+  uint8_t* base_ = nullptr;
+  size_t reserved_ = 0, used_ = 0;
+  int depth_ = 0, threads_ = 2;
+  uint64_t launches_ = 0;
+  std::shared_ptr<ThreadPool> pool_;
+};
+
+}  // namespace dsv4::test
