@@ -1,0 +1,81 @@
+// The dsv4k (CUDA kernel) format codecs against the library's reference codecs, exhaustively over
+// every code and bit for bit on encodes (they run on the host too: kernels/cuda/include/dsv4k).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "dsv4k/formats.hpp"
+#include "quant/cache_format.hpp"
+#include "quant/formats.hpp"
+#include "support/support.hpp"
+
+using namespace dsv4;
+
+namespace {
+bool same_value(float a, float b) {  // equal bits, or both NaN
+  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+  uint32_t x, y;
+  std::memcpy(&x, &a, 4);
+  std::memcpy(&y, &b, 4);
+  return x == y;
+}
+}  // namespace
+
+TEST_CASE("dsv4k decoders equal the reference tables for every code") {
+  int bad = 0;
+  for (int c = 0; c < 256; ++c) {
+    bad += !same_value(dsv4k::e4m3_f32(static_cast<uint8_t>(c)), quant::e4m3_to_f32(static_cast<uint8_t>(c)));
+    bad += !same_value(dsv4k::e8m0_f32(static_cast<uint8_t>(c)), quant::e8m0_to_f32(static_cast<uint8_t>(c)));
+  }
+  for (int c = 0; c < 16; ++c) bad += !same_value(dsv4k::e2m1_f32(static_cast<uint8_t>(c)), quant::e2m1_to_f32(static_cast<uint8_t>(c)));
+  for (uint32_t h = 0; h < 65536; ++h) {
+    bad += !same_value(dsv4k::f16_f32(static_cast<uint16_t>(h)), quant::f16_to_f32(static_cast<uint16_t>(h)));
+    bad += !same_value(dsv4k::bf16_f32(static_cast<uint16_t>(h)), quant::bf16_to_f32(static_cast<uint16_t>(h)));
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("dsv4k encoders give the reference bytes (bf16, e4m3 and every cache entry format)") {
+  std::vector<float> v = test::random_floats(4096, 7, -3.0f, 3.0f);
+  // Edge values: zeros, subnormal e4m3 range, rounding ties, saturation, huge and tiny magnitudes, NaN.
+  const float edge[] = {0.0f, -0.0f, 0.001f, 0.0078125f, 0.015625f, 0.0146484375f, 1.0625f, 1.1875f, 447.9f, 448.0f, 1e6f, -1e6f,
+                        1e-30f, 3e-38f, 65504.0f, NAN, INFINITY, -INFINITY};
+  v.insert(v.begin(), std::begin(edge), std::end(edge));
+  int bad = 0;
+  for (float x : v) {
+    bad += dsv4k::f32_bf16(x) != quant::f32_to_bf16(x);
+    bad += dsv4k::f32_e4m3(x) != quant::f32_to_e4m3(x);
+  }
+  CHECK(bad == 0);
+  // Whole entries: several scales per FP8 group (including all-zero and one-huge-value groups).
+  for (EntryFormat fmt : {EntryFormat::F32, EntryFormat::BF16, EntryFormat::FP8, EntryFormat::I8})
+    for (int64_t width : {int64_t{1}, int64_t{13}, int64_t{128}, int64_t{137}, int64_t{512}})
+      for (float mag : {0.0f, 1e-20f, 0.3f, 7.0f, 3e4f}) {
+        const int64_t rope = fmt == EntryFormat::FP8 && width > 64 ? 64 : 0;
+        std::vector<float> x = test::random_floats(static_cast<size_t>(width), static_cast<uint64_t>(width * 31 + 1), -mag, mag);
+        if (width > 3) x[2] = mag * 100.0f;
+        const size_t stride = quant::entry_stride(fmt, width, rope);
+        std::vector<unsigned char> a(stride, 0), b(stride, 0);
+        quant::encode_entry(fmt, x.data(), width, rope, a.data());
+        dsv4k::encode_entry(fmt, x.data(), width, rope, b.data());
+        INFO("format " << static_cast<int>(fmt) << " width " << width << " magnitude " << mag);
+        CHECK(std::memcmp(a.data(), b.data(), stride) == 0);
+        std::vector<float> ref(static_cast<size_t>(width));
+        quant::decode_entry(fmt, a.data(), width, rope, ref.data());
+        int off = 0;
+        for (int64_t d = 0; d < width; ++d) off += !same_value(dsv4k::entry_value(fmt, a.data(), width, rope, d), ref[static_cast<size_t>(d)]);
+        CHECK(off == 0);
+      }
+}
+
+TEST_CASE("dsv4k FP8 group exponent: the smallest power of two that brings the group within 448") {
+  for (float amax : {1e-30f, 1e-3f, 0.5f, 1.0f, 447.99f, 448.0f, 448.01f, 896.0f, 896.1f, 1e30f}) {
+    const int e = dsv4k::fp8_group_exponent(amax);
+    INFO("amax " << amax << " exponent " << e);
+    CHECK(std::ldexp(448.0f, e) >= amax);
+    if (e > -127) CHECK(std::ldexp(448.0f, e - 1) < amax);
+  }
+  CHECK(dsv4k::fp8_group_exponent(0.0f) == -127);
+}
