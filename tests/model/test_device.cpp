@@ -67,6 +67,14 @@ TEST_CASE("device kernels (emulated): batched sessions at different positions ge
   MESSAGE("emulated device, forward_batch vs alone: worst relative difference " << worst);
 }
 
-TEST_CASE("device backend: a region that cannot hold the weights is a CapacityError, not a crash") {
-  CHECK_THROWS_AS(load_model_on(golden_dir("tiny_a"), LoadOptions{}, std::make_unique<EmulatedDevice>(size_t{1} << 16)), CapacityError);
+TEST_CASE("device backend: weights that do not fit are a CapacityError naming the shortfall, before any upload") {
+  try {
+    load_model_on(golden_dir("tiny_a"), LoadOptions{}, std::make_unique<EmulatedDevice>(size_t{1} << 20));
+    FAIL("a 1 MiB device took tiny_a's weights");
+  } catch (const CapacityError& e) {
+    const std::string m = e.what();
+    INFO(m);
+    CHECK(m.find("the weights need") != std::string::npos);
+    CHECK(m.find("short by") != std::string::npos);
+  }
 }

@@ -203,7 +203,12 @@ TEST_CASE("backend selection: typed errors for backends not built and devices th
   const auto dir = golden_dir("tiny_a");
   LoadOptions o;
   o.backend = "cuda";
+  o.device = 99;  // not built, or no such device
   CHECK_THROWS_AS(Model::load(dir, o), UnsupportedError);
+  o.device = 0;
+  bool cuda_device = false;
+  for (const auto& d : available_devices()) cuda_device = cuda_device || d.backend == "cuda";
+  if (!cuda_device) CHECK_THROWS_AS(Model::load(dir, o), UnsupportedError);
   o.backend = "tpu";
   CHECK_THROWS_AS(Model::load(dir, o), UnsupportedError);
   o.backend = "cpu";

@@ -7,6 +7,9 @@
 #include <cmath>
 
 #include "backend/cpu/select.hpp"
+#if defined(DSV4_HAVE_CUDA)
+#include "backend/cuda/cuda_backend.hpp"
+#endif
 #include "support/emulated_device.hpp"
 #include "support/isolated_backend.hpp"
 
@@ -21,6 +24,9 @@ std::vector<BackendUnderTest> backends_under_test() {
   v.push_back({"cpu-isolated", [] { return std::make_unique<IsolatedBackend>(2, size_t{8} << 30); }});
   // The CUDA backend's host code and kernels, emulated on the host (tests/support/emulated_device.hpp).
   v.push_back({"device-emu", [] { return std::make_unique<EmulatedDevice>(size_t{8} << 30); }});
+#if defined(DSV4_HAVE_CUDA)
+  if (cuda::device_count() > 0) v.push_back({"cuda", [] { return cuda::make_backend(0); }});
+#endif
   return v;
 }
 

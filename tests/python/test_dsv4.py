@@ -200,7 +200,7 @@ def test_model_load_options_and_backend_info():
     assert "cpu" in dsv4.backends()
     assert dsv4.devices()[0]["backend"] == "cpu"
     with pytest.raises(dsv4.UnsupportedError):
-        dsv4.Model(OFFICIAL, backend="cuda")
+        dsv4.Model(OFFICIAL, backend="cuda", device=99)  # not built, or no such device
     with pytest.raises(dsv4.UnsupportedError):
         dsv4.Model(OFFICIAL, device=2)
     import pathlib

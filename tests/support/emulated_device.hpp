@@ -30,6 +30,7 @@ class EmulatedDevice final : public DeviceBackend {
   void h2d(void* dst, const void* src, size_t bytes) override;
   void d2h(void* dst, const void* src, size_t bytes) override;
   void d2d(void* dst, const void* src, size_t bytes) override;
+  uint64_t free_bytes() const override { return reserved_ - used_; }
 #define DSV4K_EMU_RUN(K) void run(const dsv4k::K& k) override { exec(k); }
   DSV4K_KERNELS(DSV4K_EMU_RUN)
 #undef DSV4K_EMU_RUN

@@ -1,5 +1,8 @@
 // CPU kernel tier selection and backend selection (baseline ISA).
 #include "backend/cpu/select.hpp"
+#if defined(DSV4_HAVE_CUDA)
+#include "backend/cuda/cuda_backend.hpp"
+#endif
 
 #include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -155,7 +158,13 @@ std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& tier) 
   return std::unique_ptr<Backend>(t->make(threads));
 }
 
-std::vector<std::string> compiled_backends() { return {"cpu"}; }
+std::vector<std::string> compiled_backends() {
+#if defined(DSV4_HAVE_CUDA)
+  return {"cpu", "cuda"};
+#else
+  return {"cpu"};
+#endif
+}
 std::vector<std::string> cpu_kernel_tiers() { return cpu_tiers_compiled(); }
 std::string best_cpu_kernel_tier() { return best_cpu_tier(); }
 
@@ -167,7 +176,11 @@ std::vector<DeviceInfo> available_devices() {
   d.memory_total = system_memory_bytes(false);
   const unsigned hw = std::thread::hardware_concurrency();
   d.threads = hw == 0 ? 1 : static_cast<int>(hw);
-  return {d};
+  std::vector<DeviceInfo> v{d};
+#if defined(DSV4_HAVE_CUDA)
+  for (auto& g : cuda::devices()) v.push_back(g);
+#endif
+  return v;
 }
 
 void check_backend(const LoadOptions& o) {
@@ -183,13 +196,26 @@ void check_backend(const LoadOptions& o) {
     }
     return;
   }
-  if (o.backend == "cuda")
-    throw UnsupportedError("backend cuda is not built into this library (it was compiled without DSV4_CUDA); available: cpu");
-  throw UnsupportedError("unknown backend '" + o.backend + "' (this build has: cpu)");
+  if (o.backend == "cuda") {
+#if defined(DSV4_HAVE_CUDA)
+    std::string why;
+    const int n = cuda::device_count(&why);
+    if (o.device < 0 || o.device >= n)
+      throw UnsupportedError("cuda device " + std::to_string(o.device) + " does not exist (" +
+                             (n == 0 ? "no CUDA device: " + why : std::to_string(n) + " devices") + ")");
+    return;
+#else
+    throw UnsupportedError("backend cuda is not built into this library (it was compiled without a CUDA compiler or with DSV4_CUDA=OFF); available: cpu");
+#endif
+  }
+  throw UnsupportedError("unknown backend '" + o.backend + "' (this build has: " + (compiled_backends().size() > 1 ? "cpu, cuda" : "cpu") + ")");
 }
 
 std::unique_ptr<Backend> make_backend(const LoadOptions& o) {
   check_backend(o);
+#if defined(DSV4_HAVE_CUDA)
+  if (o.backend == "cuda") return cuda::make_backend(o.device);
+#endif
   return make_cpu_backend(o.threads, o.cpu_tier);
 }
 

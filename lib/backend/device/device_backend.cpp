@@ -102,6 +102,29 @@ void* DeviceBackend::scratch(size_t slot, size_t bytes) {
 }
 
 ModelWeights DeviceBackend::bind_weights(const ModelWeights& host, const ModelConfig& cfg) {
+  // The plan first: the whole upload must fit, with room left for a session (else nothing is uploaded).
+  struct Count final : WeightVisitor {
+    uint64_t n = 0, buffers = 0;
+    void matrix(MatW& w) override {
+      if (w.empty()) return;
+      n += w.bytes();
+      buffers += w.scale != nullptr ? 2 : 1;
+    }
+    void floats(FVec& v) override { n += v.size() * sizeof(float), ++buffers; }
+    void doubles(DVec& v) override { n += v.size() * sizeof(double), ++buffers; }
+    void bytes(const uint8_t*&, size_t k) override { n += k, ++buffers; }
+  } count;
+  {
+    ModelWeights probe = host;
+    visit_weights(probe, cfg, count);
+  }
+  const uint64_t need = count.n + count.buffers * 512;  // allocation granularity, roughly
+  const uint64_t free = free_bytes();
+  if (need > free) {
+    auto gib = [](uint64_t b) { return std::to_string(static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0)).substr(0, 6) + " GiB"; };
+    throw CapacityError(info().name + " device " + std::to_string(info().device) + ": the weights need " + gib(need) + ", " + gib(free) +
+                        " free (short by " + gib(need - free) + "); nothing was uploaded");
+  }
   // Every buffer uploaded once, in its stored format; the views repointed at the copies.
   struct Copy final : WeightVisitor {
     DeviceBackend& be;

@@ -98,6 +98,7 @@ class DeviceBackend : public Backend {
   virtual void h2d(void* dst, const void* src, size_t bytes) = 0;  // complete on return
   virtual void d2h(void* dst, const void* src, size_t bytes) = 0;  // after every kernel launched before
   virtual void d2d(void* dst, const void* src, size_t bytes) = 0;  // in order with the kernels
+  virtual uint64_t free_bytes() const = 0;  // device memory that can still be allocated
 #define DSV4K_DECLARE_RUN(K) virtual void run(const dsv4k::K& k) = 0;
   DSV4K_KERNELS(DSV4K_DECLARE_RUN)
 #undef DSV4K_DECLARE_RUN

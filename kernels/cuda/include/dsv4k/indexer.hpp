@@ -75,7 +75,7 @@ struct IndexSelect {
   int64_t S = 0, ratio = 0, cap = 0, topk = 0;
   const float* score = nullptr;
   int32_t* select = nullptr;
-  int64_t items() const { return cap > topk ? cap : topk; }
+  DSV4_HD int64_t items() const { return cap > topk ? cap : topk; }
   int64_t count() const { return S * items(); }
   DSV4_HD void operator()(int64_t i) const {
     const int64_t n = items(), s = i / n, w = i % n;

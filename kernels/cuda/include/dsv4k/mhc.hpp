@@ -5,7 +5,7 @@
 
 namespace dsv4k {
 
-constexpr int64_t kMaxStreams = 16;
+constexpr int64_t kMaxStreams = 8;  // hc_mult (V4: 4); bounds the per-thread arrays
 
 DSV4_HDI float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
 

@@ -72,7 +72,7 @@ struct MoeUp {
   int64_t S = 0, K = 0, D = 0, I = 0;
   float limit = 0;
   float* h = nullptr;  // [S, K + 1, I]
-  int64_t slots() const { return K + (has_shared ? 1 : 0); }
+  DSV4_HD int64_t slots() const { return K + (has_shared ? 1 : 0); }
   int64_t count() const { return S * slots() * I; }
   DSV4_HD void operator()(int64_t n) const {
     const int64_t i = n % I, j = (n / I) % slots(), s = n / I / slots();

@@ -1,0 +1,5 @@
+// The compressor kernels' launches (reference kernels: kernels/cuda/include/dsv4k/compressor.hpp).
+#include "common/launch.cuh"
+#include "dsv4k/compressor.hpp"
+
+DSV4K_INSTANTIATE(Compress)
