@@ -67,6 +67,14 @@ struct LinearTask {
 // Which compressor of a layer's state an op works on.
 enum class CompressorSlot : uint8_t { Attention, Indexer };
 
+// The op calls of one step (after its upload, before its download), as a callable that does not
+// allocate: fn(ctx).
+struct StepBody {
+  void (*fn)(void*) = nullptr;
+  void* ctx = nullptr;
+  void operator()() const { fn(ctx); }
+};
+
 // Work counters for benchmarks (not reset by steps; reset_stats() clears them).
 struct OpStats {
   uint64_t expert_evals = 0;     // (token, routed expert) products
@@ -102,6 +110,11 @@ class Backend {
   // Benchmarks: the multiply-add throughput of this backend's widest vector FMA over all its
   // threads (independent accumulator chains, no memory traffic), in GFLOP/s; 0 if unknown.
   virtual double fma_peak_gflops() { return 0; }
+  // Runs one step's op calls. `key` (non-zero) promises that every call with that key issues the
+  // same op calls with the same arguments, all that differs being the data in backend memory (the
+  // step buffer, the sequences' state): a backend may then record the calls once and replay the
+  // recording (CUDA: a captured graph) instead. key 0: run them, never record. Default: run them.
+  virtual void run_step(uint64_t /*key*/, const StepBody& body) { body(); }
 
   // ---- ops ----
   // y[s, j] = Σ_i x[s, i] · W[r0 + j, i] for s < S, j < n.

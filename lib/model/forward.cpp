@@ -204,14 +204,40 @@ void Forward::run(HostStep& st, Profile* prof, const StepObserver* obs) {
   const int64_t S = st.rows, outs = st.outs;
   if (S > cap_rows_ || outs > cap_outs_ || st.layout.bytes != step_layout_.bytes)
     throw InvalidArgument("internal: step of " + std::to_string(S) + " rows does not fit the reserved buffers");
-  const int64_t D = c_.hidden_size, nc = c_.hc_mult, V = c_.vocab_size, half = c_.rope_dim / 2;
-  const float eps = static_cast<float>(c_.rms_norm_eps);
   st.finish();
   be_.upload(step_mem_, st.image.data(), step_layout_.bytes);
   if (prof != nullptr) {
     mark_ = std::chrono::steady_clock::now();
     if (prof->layer.size() != static_cast<size_t>(c_.num_layers)) prof->layer.assign(static_cast<size_t>(c_.num_layers), 0.0);
   }
+  // Identity: the output rows are all rows in order (Logits::All); the head then reads the streams
+  // in place, else they are gathered first. Known on the host, so part of the step's key.
+  bool identity = outs == S;
+  for (int64_t k = 0; identity && k < outs; ++k) identity = st.out()[k] == k;
+  // A step without profiling or observation issues the same op calls whenever (rows, outputs,
+  // sequences, identity) are the same: the backend may record and replay it.
+  constexpr int64_t kKeyField = int64_t{1} << 20;
+  const uint64_t key = prof == nullptr && obs == nullptr && S < kKeyField && outs < kKeyField && st.seqs < kKeyField
+                           ? (1ull << 63) | static_cast<uint64_t>(S) | static_cast<uint64_t>(outs) << 20 |
+                                 static_cast<uint64_t>(st.seqs) << 40 | static_cast<uint64_t>(identity) << 60
+                           : 0;
+  struct Ctx {
+    Forward* f;
+    int64_t S, outs;
+    bool identity;
+    Profile* prof;
+    const StepObserver* obs;
+  } ctx{this, S, outs, identity, prof, obs};
+  be_.run_step(key, StepBody{[](void* p) {
+                               auto* c = static_cast<Ctx*>(p);
+                               c->f->body(c->S, c->outs, c->identity, c->prof, c->obs);
+                             },
+                             &ctx});
+}
+
+void Forward::body(int64_t S, int64_t outs, bool identity, Profile* prof, const StepObserver* obs) {
+  const int64_t D = c_.hidden_size, nc = c_.hc_mult, V = c_.vocab_size, half = c_.rope_dim / 2;
+  const float eps = static_cast<float>(c_.rms_norm_eps);
   be_.rope_tables(step_, S, w_.freq_main.data(), half, cos_main_, sin_main_);
   be_.rope_tables(step_, S, w_.freq_compress.data(), half, cos_comp_, sin_comp_);
   be_.embed(w_.embed, step_, S, nc, X_);
@@ -236,8 +262,6 @@ void Forward::run(HostStep& st, Profile* prof, const StepObserver* obs) {
   if (outs == 0) return;
   // The head runs on the output rows only. When they are all rows in order (Logits::All) the
   // streams are read in place; otherwise they are gathered first.
-  bool identity = outs == S;
-  for (int64_t k = 0; identity && k < outs; ++k) identity = st.out()[k] == k;
   const float* Xo = X_;
   if (!identity) {
     be_.gather_rows(X_, nc * D, step_, outs, nc * D, h_);

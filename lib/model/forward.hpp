@@ -60,6 +60,8 @@ class Forward {
 
  private:
   void attention(int64_t l, int64_t S, Profile* prof);
+  // The op calls of a step after its upload (Backend::run_step may record and replay them).
+  void body(int64_t S, int64_t outs, bool identity, Profile* prof, const StepObserver* obs);
   void tick(Profile* prof, Prof p);
   void observe(const StepObserver* obs, int stage, const float* data, int64_t rows, int64_t width);
 

@@ -44,6 +44,7 @@ BackendInfo EmulatedDevice::info() const {
   b.buffer_bytes = buffer_bytes();
   b.formats = {"F32", "BF16", "F16", "FP8", "FP4"};
   b.ops = {"linear", "embed", "rms_norm", "rope", "mhc", "attention", "compressor", "indexer", "moe", "gather"};
+  b.graphs = true;
   return b;
 }
 
@@ -75,17 +76,34 @@ void EmulatedDevice::dev_zero(void* p, size_t bytes) {
   std::memset(p, 0, bytes);
 }
 void EmulatedDevice::h2d(void* dst, const void* src, size_t bytes) {
+  if (rec_ != nullptr) throw std::logic_error("EmulatedDevice: an upload inside a recorded step");
   Open o(*this);
   std::memcpy(dst, src, bytes);
 }
 void EmulatedDevice::d2h(void* dst, const void* src, size_t bytes) {
+  if (rec_ != nullptr) throw std::logic_error("EmulatedDevice: a download inside a recorded step");
   Open o(*this);
   std::memcpy(dst, src, bytes);
 }
 void EmulatedDevice::d2d(void* dst, const void* src, size_t bytes) {
+  if (rec_ != nullptr) {
+    rec_->push_back([this, dst, src, bytes] { d2d(dst, src, bytes); });
+    return;
+  }
   Open o(*this);
   std::memmove(dst, src, bytes);
 }
+
+void EmulatedDevice::begin_recording() { rec_ = new Recording; }
+void* EmulatedDevice::end_recording() {
+  Recording* r = rec_;
+  rec_ = nullptr;
+  return r;
+}
+void EmulatedDevice::replay(void* rec) {
+  for (auto& f : *static_cast<Recording*>(rec)) f();
+}
+void EmulatedDevice::drop(void* rec) noexcept { delete static_cast<Recording*>(rec); }
 
 template <class K>
 void EmulatedDevice::exec(const K& k) {

@@ -8,7 +8,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "backend/device/device_backend.hpp"
 #include "util/thread_pool.hpp"
@@ -31,7 +33,11 @@ class EmulatedDevice final : public DeviceBackend {
   void d2h(void* dst, const void* src, size_t bytes) override;
   void d2d(void* dst, const void* src, size_t bytes) override;
   uint64_t free_bytes() const override { return reserved_ - used_; }
-#define DSV4K_EMU_RUN(K) void run(const dsv4k::K& k) override { exec(k); }
+  void begin_recording() override;
+  void* end_recording() override;
+  void replay(void* rec) override;
+  void drop(void* rec) noexcept override;
+#define DSV4K_EMU_RUN(K) void run(const dsv4k::K& k) override { submit(k); }
   DSV4K_KERNELS(DSV4K_EMU_RUN)
 #undef DSV4K_EMU_RUN
 
@@ -39,6 +45,13 @@ class EmulatedDevice final : public DeviceBackend {
   class Open;
   template <class K>
   void exec(const K& k);
+  template <class K>
+  void submit(const K& k) {  // run now, or append to the recording
+    if (rec_ != nullptr) rec_->push_back([this, k] { exec(k); });
+    else exec(k);
+  }
+  using Recording = std::vector<std::function<void()>>;
+  Recording* rec_ = nullptr;
   void open();
   void close();
   uint8_t* base_ = nullptr;

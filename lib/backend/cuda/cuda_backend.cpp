@@ -52,7 +52,7 @@ class CudaBackend final : public DeviceBackend {
     b.buffer_bytes = buffer_bytes();
     b.formats = {"F32", "BF16", "F16", "FP8", "FP4"};
     b.ops = {"linear", "embed", "rms_norm", "rope", "mhc", "attention", "compressor", "indexer", "moe", "gather"};
-    b.graphs = false;
+    b.graphs = true;
     return b;
   }
 
@@ -88,6 +88,31 @@ class CudaBackend final : public DeviceBackend {
   }
   void d2d(void* dst, const void* src, size_t bytes) override {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "device copy");
+  }
+  void begin_recording() override {
+    cudaSetDevice(dev_);
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  }
+  void* end_recording() override {
+    cudaGraph_t g = nullptr;
+    if (cudaStreamEndCapture(stream_, &g) != cudaSuccess || g == nullptr) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    cudaGraphExec_t x = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&x, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return x;
+  }
+  void replay(void* rec) override { check(cudaGraphLaunch(static_cast<cudaGraphExec_t>(rec), stream_), "cudaGraphLaunch"); }
+  void drop(void* rec) noexcept override {
+    cudaSetDevice(dev_);
+    cudaStreamSynchronize(stream_);
+    cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(rec));
   }
   uint64_t free_bytes() const override {
     size_t free = 0, total = 0;

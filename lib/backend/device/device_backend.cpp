@@ -12,6 +12,9 @@
 namespace dsv4 {
 
 namespace {
+// Thrown inside a step being recorded when it would allocate or upload (not recordable): the
+// recording is dropped and the step runs eagerly instead.
+struct NotRecordable {};
 // Scratch slots.
 enum Slot : size_t {
   kMix = 0, kPre, kKvs, kKvTmp, kCompress, kQi, kQScale, kScore, kMoeScores, kMoeIdx, kMoeWeights, kMoeH, kSlots
@@ -38,6 +41,55 @@ void DeviceBackend::free_internal() noexcept {
   for (auto& [k, e] : experts_)
     if (e.dev != nullptr) dev_free(e.dev);
   experts_.clear();
+  for (auto& [k, r] : steps_)
+    if (r.rec != nullptr) drop(r.rec);
+  steps_.clear();
+}
+
+void DeviceBackend::run_step(uint64_t key, const StepBody& body) {
+  if (key == 0 || !record_steps_ || context_ == 0) {  // (without reserve() the indexer reads positions back)
+    body();
+    return;
+  }
+  Recorded& r = steps_[key];
+  if (r.rec != nullptr && r.generation == generation_) {
+    replay(r.rec);
+    ++replays_;
+    return;
+  }
+  if (r.rec != nullptr) {
+    drop(r.rec);
+    r.rec = nullptr;
+  }
+  if (!r.seen || r.generation != generation_) {  // the first run at this generation: scratch settles
+    body();
+    r.seen = true;
+    r.generation = generation_;
+    return;
+  }
+  begin_recording();
+  recording_ = true;
+  bool ok = true;
+  try {
+    body();
+  } catch (const NotRecordable&) {
+    ok = false;
+  } catch (...) {
+    recording_ = false;
+    if (void* x = end_recording()) drop(x);
+    throw;
+  }
+  recording_ = false;
+  void* rec = end_recording();
+  if (!ok || rec == nullptr) {
+    if (rec != nullptr) drop(rec);
+    r.seen = false;
+    body();
+    return;
+  }
+  r.rec = rec;
+  replay(rec);
+  ++replays_;
 }
 
 void* DeviceBackend::alloc(size_t bytes) {
@@ -92,6 +144,8 @@ void* DeviceBackend::scratch(size_t slot, size_t bytes) {
   if (slot >= ws_.size()) ws_.resize(kSlots);
   Block& b = ws_[slot];
   if (b.bytes < bytes) {
+    if (recording_) throw NotRecordable{};
+    ++generation_;
     const size_t grown = std::max(bytes, b.bytes + b.bytes / 2);
     void* p = dev_alloc(grown);  // before the old block goes: a failure leaves the backend as it was
     if (b.p != nullptr) dev_free(b.p);
@@ -158,6 +212,7 @@ ModelWeights DeviceBackend::bind_weights(const ModelWeights& host, const ModelCo
 }
 
 void DeviceBackend::reserve(const ModelConfig& c, int64_t max_context) {
+  if (max_context > context_) ++generation_;  // the indexer's grid follows the context
   context_ = std::max(context_, max_context);
   // The context-dependent scratch: the indexer's scores of a decode step (up to 3 rows).
   int64_t vis = 0;
@@ -168,6 +223,7 @@ void DeviceBackend::reserve(const ModelConfig& c, int64_t max_context) {
 
 int64_t DeviceBackend::position_bound(const StepRef& step, int64_t S) {
   if (context_ > 0) return context_;
+  if (recording_) throw NotRecordable{};
   std::vector<int64_t> pos(static_cast<size_t>(S));
   d2h(pos.data(), step.pos, static_cast<size_t>(S) * sizeof(int64_t));
   int64_t mx = 0;
@@ -434,6 +490,8 @@ const dsv4k::ExpertMats* DeviceBackend::expert_table(const MoeW& w) {
   Experts& t = experts_[w.experts.data()];
   const size_t bytes = expert_tmp_.size() * sizeof(dsv4k::ExpertMats);
   if (t.dev == nullptr || t.host.size() != expert_tmp_.size() || std::memcmp(t.host.data(), expert_tmp_.data(), bytes) != 0) {
+    if (recording_) throw NotRecordable{};
+    ++generation_;
     void* p = dev_alloc(std::max<size_t>(bytes, 64));
     h2d(p, expert_tmp_.data(), bytes);
     if (t.dev != nullptr) dev_free(t.dev);

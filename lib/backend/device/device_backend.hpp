@@ -67,6 +67,11 @@ class DeviceBackend : public Backend {
   ModelWeights bind_weights(const ModelWeights& host, const ModelConfig& cfg) override;
   uint64_t scratch_bytes() const override;
   void reserve(const ModelConfig& c, int64_t max_context) override;
+  // Keyed steps (decode) run eagerly the first time, are recorded the second (CUDA: a captured
+  // graph) and replayed from then on, as long as no scratch block or table has moved since.
+  void run_step(uint64_t key, const StepBody& body) override;
+  void set_step_recording(bool on) { record_steps_ = on; }  // off: every step eagerly (the reference for replay tests)
+  uint64_t replays() const { return replays_; }
   OpStats stats() const override { return stats_; }
   void reset_stats() override { stats_ = {}; }
 
@@ -103,6 +108,15 @@ class DeviceBackend : public Backend {
   DSV4K_KERNELS(DSV4K_DECLARE_RUN)
 #undef DSV4K_DECLARE_RUN
 
+  // Recording (CUDA: stream capture): between begin_recording() and end_recording(), launches and
+  // device copies are recorded instead of run. end_recording returns the recording, or null when
+  // recording failed (then nothing ran). replay() runs a recording in order with other work.
+  virtual void begin_recording() = 0;
+  virtual void* end_recording() = 0;
+  virtual void replay(void* rec) = 0;
+  virtual void drop(void* rec) noexcept = 0;
+  bool recording() const { return recording_; }
+
   uint64_t weight_bytes() const;
   uint64_t buffer_bytes() const;
   // Frees the backend's own scratch and tables; a subclass's destructor calls it (while dev_free still works).
@@ -132,6 +146,15 @@ class DeviceBackend : public Backend {
   std::unordered_map<const void*, Experts> experts_;  // by the MoeW's expert list
   std::vector<dsv4k::ExpertMats> expert_tmp_;
   int64_t context_ = 0;
+  struct Recorded {
+    void* rec = nullptr;
+    uint64_t generation = 0;
+    bool seen = false;  // ran eagerly once at `generation`
+  };
+  std::unordered_map<uint64_t, Recorded> steps_;
+  uint64_t generation_ = 0;  // bumped whenever a scratch block or an expert table moves (recordings hold addresses)
+  uint64_t replays_ = 0;
+  bool recording_ = false, record_steps_ = true;
   OpStats stats_;
   mutable std::mutex mem_mu_;
   std::unordered_map<void*, size_t> sizes_;
