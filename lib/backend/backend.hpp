@@ -115,6 +115,12 @@ class Backend {
   // step buffer, the sequences' state): a backend may then record the calls once and replay the
   // recording (CUDA: a captured graph) instead. key 0: run them, never record. Default: run them.
   virtual void run_step(uint64_t /*key*/, const StepBody& body) { body(); }
+  // Waits until every op issued so far has finished (a device backend's queue); profiling calls it
+  // between ops. Host backends finish each op before returning: nothing to wait for.
+  virtual void sync() {}
+  // Benchmarks: the copy bandwidth of the backend's own memory (bytes read + written per second,
+  // GB/s), measured now; 0 when the caller measures host memory itself.
+  virtual double copy_gbps() { return 0; }
 
   // ---- ops ----
   // y[s, j] = Σ_i x[s, i] · W[r0 + j, i] for s < S, j < n.

@@ -97,6 +97,7 @@ void Forward::reserve(int64_t rows, int64_t outs) {
 
 void Forward::tick(Profile* prof, Prof p) {
   if (prof == nullptr) return;
+  be_.sync();  // a device backend's ops are queued: time them finished
   const auto now = std::chrono::steady_clock::now();
   prof->op[p] += std::chrono::duration<double>(now - mark_).count();
   mark_ = now;

@@ -111,7 +111,10 @@ void EmulatedDevice::exec(const K& k) {
   ++launches_;
   const int64_t n = k.count();
   pool_->parallel_for(n, 1, [&](int, int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) k(i);
+    for (int64_t i = b; i < e; ++i) {
+      if constexpr (dsv4k::is_warp_kernel<K>::value) dsv4k::run_warp_item_host(k, i);
+      else k(i);
+    }
   }, threads_);
 }
 

@@ -89,6 +89,10 @@ class CudaBackend final : public DeviceBackend {
   void d2d(void* dst, const void* src, size_t bytes) override {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "device copy");
   }
+  void dev_sync() override {
+    cudaSetDevice(dev_);
+    check(cudaStreamSynchronize(stream_), "synchronise (a kernel before it failed)");
+  }
   void begin_recording() override {
     cudaSetDevice(dev_);
     check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");

@@ -2,6 +2,7 @@
 #include "backend/device/device_backend.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -140,6 +141,32 @@ uint64_t DeviceBackend::scratch_bytes() const {
   return n;
 }
 
+double DeviceBackend::copy_gbps() {
+  // Best of five device-to-device copies of 256 MiB (each reads and writes it).
+  const size_t n = size_t{256} << 20;
+  void* a = alloc(n);
+  void* b = nullptr;
+  try {
+    b = alloc(n);
+  } catch (...) {
+    release(a);
+    throw;
+  }
+  double best = 0;
+  copy(b, a, n);
+  dev_sync();
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    copy(b, a, n);
+    dev_sync();
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * static_cast<double>(n) / sec / 1e9);
+  }
+  release(a);
+  release(b);
+  return best;
+}
+
 void* DeviceBackend::scratch(size_t slot, size_t bytes) {
   if (slot >= ws_.size()) ws_.resize(kSlots);
   Block& b = ws_[slot];
@@ -236,7 +263,7 @@ int64_t DeviceBackend::position_bound(const StepRef& step, int64_t S) {
 void DeviceBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy) {
   if (r0 < 0 || n < 0 || r0 + n > w.rows) throw InvalidArgument("linear: rows [" + std::to_string(r0) + ", " + std::to_string(r0 + n) +
                                                                ") outside a matrix of " + std::to_string(w.rows));
-  dsv4k::Linear k;
+  dsv4k::LinearRows k;  // the warp-per-row kernel (dsv4k::Linear is its one-thread-per-output reference)
   k.w = to_kernel(w);
   k.r0 = r0;
   k.n = n;
@@ -538,7 +565,7 @@ void DeviceBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const
   up.I = I;
   up.limit = static_cast<float>(c.swiglu_limit);
   up.h = h;
-  launch(up);
+  launch(dsv4k::MoeUpRows{up});
   dsv4k::MoeDown down;
   down.experts = table;
   down.shared = shared;
@@ -551,7 +578,8 @@ void DeviceBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const
   down.D = D;
   down.I = I;
   down.out = out;
-  launch(down);
+  if (K + 1 <= dsv4k::MoeDownRows::kSums) launch(dsv4k::MoeDownRows{down});
+  else launch(down);
   stats_.expert_evals += static_cast<uint64_t>(S * K);
 }
 

@@ -22,6 +22,7 @@
 #include "backend/backend.hpp"
 #include "dsv4k/attention.hpp"
 #include "dsv4k/compressor.hpp"
+#include "dsv4k/gemv.hpp"
 #include "dsv4k/indexer.hpp"
 #include "dsv4k/linear.hpp"
 #include "dsv4k/mhc.hpp"
@@ -33,6 +34,7 @@ namespace dsv4 {
 // Every kernel the device backend launches.
 #define DSV4K_KERNELS(X) \
   X(Linear)              \
+  X(LinearRows)          \
   X(Embed)               \
   X(GatherRows)          \
   X(RmsNorm)             \
@@ -50,7 +52,9 @@ namespace dsv4 {
   X(IndexSelect)         \
   X(MoeRoute)            \
   X(MoeUp)               \
-  X(MoeDown)
+  X(MoeDown)             \
+  X(MoeUpRows)           \
+  X(MoeDownRows)
 
 dsv4k::Mat to_kernel(const MatW& w);
 
@@ -72,6 +76,8 @@ class DeviceBackend : public Backend {
   void run_step(uint64_t key, const StepBody& body) override;
   void set_step_recording(bool on) { record_steps_ = on; }  // off: every step eagerly (the reference for replay tests)
   uint64_t replays() const { return replays_; }
+  void sync() override { dev_sync(); }
+  double copy_gbps() override;
   OpStats stats() const override { return stats_; }
   void reset_stats() override { stats_ = {}; }
 
@@ -104,6 +110,7 @@ class DeviceBackend : public Backend {
   virtual void d2h(void* dst, const void* src, size_t bytes) = 0;  // after every kernel launched before
   virtual void d2d(void* dst, const void* src, size_t bytes) = 0;  // in order with the kernels
   virtual uint64_t free_bytes() const = 0;  // device memory that can still be allocated
+  virtual void dev_sync() = 0;              // every launch and copy issued so far has finished
 #define DSV4K_DECLARE_RUN(K) virtual void run(const dsv4k::K& k) = 0;
   DSV4K_KERNELS(DSV4K_DECLARE_RUN)
 #undef DSV4K_DECLARE_RUN

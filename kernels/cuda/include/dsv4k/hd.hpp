@@ -24,6 +24,21 @@
 
 namespace dsv4k {
 
+// A warp kernel (instead of count() items of one thread): count() items of 32 lanes. Lane l of
+// item i runs lanes(i, l, acc) into kSums partial sums (zeroed first); the sums are added across
+// the lanes by a butterfly (lane l takes l ^ 16, 8, 4, 2, 1 in turn, as __shfl_xor_sync does),
+// then finish(i, sums) writes the item's results. The host runs the same lanes and the same
+// butterfly, so both give the same bits.
+constexpr int kLanes = 32;
+template <class K, class = void>
+struct is_warp_kernel {
+  static constexpr bool value = false;
+};
+template <class K>
+struct is_warp_kernel<K, decltype(void(K::kSums))> {
+  static constexpr bool value = true;
+};
+
 template <class T>
 DSV4_HDI T load(const void* p) {  // unaligned-safe load
   T v;
@@ -40,5 +55,22 @@ template <class T>
 DSV4_HDI T min_(T a, T b) { return b < a ? b : a; }
 template <class T>
 DSV4_HDI T max_(T a, T b) { return a < b ? b : a; }
+
+// One warp item on the host (the emulation of the device's lanes and butterfly).
+template <class K>
+inline void run_warp_item_host(const K& k, int64_t item) {
+  float v[kLanes][K::kSums], t[kLanes][K::kSums];
+  for (int l = 0; l < kLanes; ++l) {
+    for (int m = 0; m < K::kSums; ++m) v[l][m] = 0.0f;
+    k.lanes(item, l, v[l]);
+  }
+  for (int off = kLanes / 2; off > 0; off /= 2) {
+    for (int l = 0; l < kLanes; ++l)
+      for (int m = 0; m < K::kSums; ++m) t[l][m] = v[l][m] + v[l ^ off][m];
+    for (int l = 0; l < kLanes; ++l)
+      for (int m = 0; m < K::kSums; ++m) v[l][m] = t[l][m];
+  }
+  k.finish(item, v[0]);
+}
 
 }  // namespace dsv4k

@@ -3,7 +3,7 @@
 // the chosen and scaled), then the clamped-SwiGLU experts and the weighted combine. The gate
 // product (scores = x · gateᵀ) runs as a Linear kernel first.
 #pragma once
-#include "dsv4k/formats.hpp"
+#include "dsv4k/gemv.hpp"
 
 namespace dsv4k {
 
@@ -114,6 +114,49 @@ struct MoeDown {
     float acc = has_shared ? y(shared, K) : 0.0f;
     for (int64_t j = 0; j < K; ++j) acc += weights[s * K + j] * y(experts[idx[s * K + j]], j);
     out[n] = acc;
+  }
+};
+
+// MoeUp as a warp kernel: one warp per (token, slot, i), both rows streamed (gemv.hpp).
+struct MoeUpRows {
+  static constexpr int kSums = 2;
+  MoeUp p;
+  int64_t count() const { return p.count(); }
+  DSV4_HD void lanes(int64_t n, int lane, float* acc) const {
+    const int64_t i = n % p.I, j = (n / p.I) % p.slots(), s = n / p.I / p.slots();
+    const ExpertMats& ex = j < p.K ? p.experts[p.idx[s * p.K + j]] : p.shared;
+    const float* xs[1] = {p.x + s * p.D};
+    row_dots_lane(ex.w1, i, xs, 1, lane, acc);
+    row_dots_lane(ex.w3, i, xs, 1, lane, acc + 1);
+  }
+  DSV4_HD void finish(int64_t n, const float* sums) const {
+    const int64_t i = n % p.I, j = (n / p.I) % p.slots(), s = n / p.I / p.slots();
+    float a = sums[0], b = sums[1];
+    if (p.limit > 0) {
+      a = min_(a, p.limit);
+      b = max_(-p.limit, min_(b, p.limit));
+    }
+    p.h[(s * (p.K + 1) + j) * p.I + i] = a / (1.0f + expf(-a)) * b;
+  }
+};
+
+// MoeDown as a warp kernel: one warp per (token, d), the w2 rows of every slot streamed.
+struct MoeDownRows {
+  static constexpr int kSums = 8;  // routed slots + the shared expert
+  MoeDown p;
+  int64_t count() const { return p.count(); }
+  DSV4_HD void lanes(int64_t n, int lane, float* acc) const {
+    const int64_t s = n / p.D, d = n % p.D;
+    for (int64_t j = 0; j < p.K + (p.has_shared ? 1 : 0); ++j) {
+      const ExpertMats& ex = j < p.K ? p.experts[p.idx[s * p.K + j]] : p.shared;
+      const float* hs[1] = {p.h + (s * (p.K + 1) + j) * p.I};
+      row_dots_lane(ex.w2, d, hs, 1, lane, acc + j);
+    }
+  }
+  DSV4_HD void finish(int64_t n, const float* sums) const {
+    float acc = p.has_shared ? sums[p.K] : 0.0f;
+    for (int64_t j = 0; j < p.K; ++j) acc += p.weights[(n / p.D) * p.K + j] * sums[j];
+    p.out[n] = acc;
   }
 };
 
