@@ -16,9 +16,10 @@ namespace {
 // Thrown inside a step being recorded when it would allocate or upload (not recordable): the
 // recording is dropped and the step runs eagerly instead.
 struct NotRecordable {};
+constexpr int64_t kDecodeRows = 4;  // steps of at most this many rows take the decode attention kernels
 // Scratch slots.
 enum Slot : size_t {
-  kMix = 0, kPre, kKvs, kKvTmp, kCompress, kQi, kQScale, kScore, kMoeScores, kMoeIdx, kMoeWeights, kMoeH, kSlots
+  kMix = 0, kPre, kKvs, kKvTmp, kCompress, kQi, kQScale, kScore, kMoeScores, kMoeIdx, kMoeWeights, kMoeH, kAttnKeys, kAttnN, kAttnP, kAttnInv, kSlots
 };
 }  // namespace
 
@@ -436,7 +437,23 @@ void DeviceBackend::attention(const AttentionArgs& a) {
   k.sink = a.sink;
   k.scale = 1.0f / std::sqrt(static_cast<float>(a.hd));
   k.out = a.out;
-  launch(k);
+  if (a.S > kDecodeRows) {  // prefill: S·H items have parallelism enough
+    launch(k);
+    return;
+  }
+  // Decode: list the keys, then logits, softmax and output as wide kernels.
+  const int64_t maxk = a.W + (a.entries ? (a.select != nullptr ? a.topk : position_bound(a.step, a.S) / std::max<int64_t>(a.ratio, 1)) : 0);
+  dsv4k::AttnKeys keys;
+  keys.a = k;
+  keys.maxk = maxk;
+  keys.keys = static_cast<int32_t*>(scratch(kAttnKeys, static_cast<size_t>(a.S * maxk) * sizeof(int32_t)));
+  keys.nkeys = static_cast<int32_t*>(scratch(kAttnN, static_cast<size_t>(a.S) * sizeof(int32_t)));
+  float* p = static_cast<float*>(scratch(kAttnP, static_cast<size_t>(a.S * a.H * maxk) * sizeof(float)));
+  float* inv = static_cast<float*>(scratch(kAttnInv, static_cast<size_t>(a.S * a.H) * sizeof(float)));
+  launch(keys);
+  launch(dsv4k::AttnLogits{k, maxk, keys.keys, keys.nkeys, p});
+  launch(dsv4k::AttnSoftmax{k, maxk, keys.nkeys, p, inv});
+  launch(dsv4k::AttnOut{k, maxk, keys.keys, keys.nkeys, p, inv});
 }
 
 void DeviceBackend::store_window(const StepRef& step, int64_t S, int64_t layer, const float* kv, int64_t W, int64_t hd) {

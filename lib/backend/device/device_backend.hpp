@@ -45,6 +45,10 @@ namespace dsv4 {
   X(HcPost)              \
   X(RoundRows)           \
   X(Attention)           \
+  X(AttnKeys)            \
+  X(AttnLogits)          \
+  X(AttnSoftmax)         \
+  X(AttnOut)             \
   X(StoreWindow)         \
   X(Compress)            \
   X(IndexQuery)          \

@@ -111,6 +111,106 @@ struct Attention {
   }
 };
 
+// ---- decode attention (a few rows): the keys listed, then logits, softmax and output as three
+// wide kernels (the one above has only S·H items). Same keys, same order, same result up to the
+// order of the fp32 sums. ----
+
+// A key of a row's list: window row j (code 2j) or compressed entry w (code 2w + 1).
+struct AttnKeys {
+  Attention a;
+  int64_t maxk = 0;          // list capacity per row
+  int32_t* keys = nullptr;   // [S, maxk]
+  int32_t* nkeys = nullptr;  // [S]
+  int64_t count() const { return a.S; }
+  DSV4_HD void operator()(int64_t s) const {
+    const int64_t t = a.step.pos[s];
+    const int64_t win0 = t - a.W + 1 > 0 ? t - a.W + 1 : 0;
+    int32_t* k = keys + s * maxk;
+    int64_t n = 0;
+    for (int64_t j = win0; j <= t && n < maxk; ++j) k[n++] = static_cast<int32_t>(2 * j);
+    if (a.entries) {
+      if (a.select == nullptr) {
+        for (int64_t w = 0, e = (t + 1) / a.ratio; w < e && n < maxk; ++w) k[n++] = static_cast<int32_t>(2 * w + 1);
+      } else {
+        for (int64_t i = 0; i < a.topk && n < maxk; ++i)
+          if (a.select[s * a.topk + i] >= 0) k[n++] = 2 * a.select[s * a.topk + i] + 1;
+      }
+    }
+    nkeys[s] = static_cast<int32_t>(n);
+  }
+};
+
+// Value d of key `code` of row s.
+DSV4_HDI float attn_key_value(const Attention& a, int64_t s, int32_t code, int64_t d) {
+  const dsv4::StepSeq& sq = a.step.seqs[a.step.seq[s]];
+  const dsv4::LayerState& st = sq.state[a.layer];
+  const int64_t v = code >> 1;
+  if ((code & 1) == 0) {
+    if (v >= sq.p0) return a.kvs[(static_cast<int64_t>(sq.row0) + v - sq.p0) * a.hd + d];
+    return entry_value(st.window_fmt, st.ring + static_cast<size_t>(v % a.W) * window_row_bytes(st, a.hd), a.hd, st.window_rope, d);
+  }
+  const dsv4::EntryTable& et = st.comp.entries;
+  return entry_value(et.fmt, entry_at(et, v), a.hd, et.rope, d);
+}
+
+// logits[s, h, i] = q_h · key_i · scale. Items (s, i, h), heads fastest: a warp reads one key.
+struct AttnLogits {
+  Attention a;
+  int64_t maxk = 0;
+  const int32_t* keys = nullptr;
+  const int32_t* nkeys = nullptr;
+  float* logits = nullptr;  // [S, H, maxk]
+  int64_t count() const { return a.S * maxk * a.H; }
+  DSV4_HD void operator()(int64_t n) const {
+    const int64_t h = n % a.H, i = (n / a.H) % maxk, s = n / a.H / maxk;
+    if (i >= nkeys[s]) return;
+    const int32_t code = keys[s * maxk + i];
+    const float* qh = a.q + s * a.H * a.hd + h * a.hd;
+    float dot = 0;
+    for (int64_t d = 0; d < a.hd; ++d) dot += qh[d] * attn_key_value(a, s, code, d);
+    logits[(s * a.H + h) * maxk + i] = dot * a.scale;
+  }
+};
+
+// In place: logits -> exp(logit - m), m the largest of them and the sink; inv[s, h] = 1 / (exp(sink - m) + Σ).
+struct AttnSoftmax {
+  Attention a;
+  int64_t maxk = 0;
+  const int32_t* nkeys = nullptr;
+  float* logits = nullptr;
+  float* inv = nullptr;  // [S, H]
+  int64_t count() const { return a.S * a.H; }
+  DSV4_HD void operator()(int64_t n) const {
+    const int64_t h = n % a.H, s = n / a.H, nk = nkeys[s];
+    float* p = logits + n * maxk;
+    const float sk = a.sink[h];
+    float mx = sk;
+    for (int64_t i = 0; i < nk; ++i) mx = max_(mx, p[i]);
+    float l = 0;
+    for (int64_t i = 0; i < nk; ++i) l += (p[i] = expf(p[i] - mx));
+    inv[n] = 1.0f / (expf(sk - mx) + l);
+  }
+};
+
+// out[s, h, d] = inv · Σ_i p_i · key_i[d]. Items (s, h, d), d fastest: a warp reads a key's row.
+struct AttnOut {
+  Attention a;
+  int64_t maxk = 0;
+  const int32_t* keys = nullptr;
+  const int32_t* nkeys = nullptr;
+  const float* p = nullptr;
+  const float* inv = nullptr;
+  int64_t count() const { return a.S * a.H * a.hd; }
+  DSV4_HD void operator()(int64_t n) const {
+    const int64_t d = n % a.hd, sh = n / a.hd, s = sh / a.H;
+    const float* ps = p + sh * maxk;
+    const int32_t* k = keys + s * maxk;
+    float o = 0;
+    for (int64_t i = 0, nk = nkeys[s]; i < nk; ++i) o += ps[i] * attn_key_value(a, s, k[i], d);
+    a.out[n] = o * inv[sh];
+  }
+};
+
 // Each sequence's last min(rows, W) rows of kv [S, hd] into its ring. One item per sequence slot
 // (items past the step's sequence count do nothing).
 struct StoreWindow {
