@@ -133,6 +133,14 @@ int cmd_info(int argc, char** argv) {
   std::cout << "cache pool: budget " << (pool.limit_bytes == UINT64_MAX ? std::string("none") : human_bytes(static_cast<double>(pool.limit_bytes)))
             << " for all sessions together (LoadOptions::cache_pool_bytes), " << human_bytes(static_cast<double>(pool.in_use_bytes))
             << " in use\n";
+  if (pool.limit_bytes != UINT64_MAX) {  // the plan: how many sessions of this context the pool holds
+    std::cout << "plan: the pool holds";
+    for (CacheType t : {CacheType::F32, CacheType::BF16, CacheType::FP8}) {
+      const uint64_t per = std::max<uint64_t>(model->session_state_bytes(ctx, t), 1);
+      std::cout << " " << pool.limit_bytes / per << " sessions at context " << ctx << " (" << cache_type_name(t) << ")"
+                << (t == CacheType::FP8 ? "\n" : ",");
+    }
+  }
   const uint64_t state = model->session_state_bytes(ctx);
   std::cout << "estimated resident memory at context " << ctx << ": "
             << human_bytes(static_cast<double>(st.file_bytes + state)) << " (weights touched + f32 caches, plus scratch)\n";

@@ -3,6 +3,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -36,6 +38,7 @@ class CudaBackend final : public DeviceBackend {
     cudaSetDevice(dev_);
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
+    if (pinned_ != nullptr) cudaFreeHost(pinned_);
   }
 
   BackendInfo info() const override {
@@ -83,6 +86,19 @@ class CudaBackend final : public DeviceBackend {
   }
   void d2h(void* dst, const void* src, size_t bytes) override {
     cudaSetDevice(dev_);
+    if (bytes <= kPinnedMax) {  // logits and other small downloads go through pinned memory (grow-only)
+      if (pinned_bytes_ < bytes) {
+        if (pinned_ != nullptr) cudaFreeHost(pinned_);
+        pinned_ = nullptr;
+        pinned_bytes_ = 0;
+        check(cudaMallocHost(&pinned_, bytes), "cudaMallocHost");
+        pinned_bytes_ = bytes;
+      }
+      check(cudaMemcpyAsync(pinned_, src, bytes, cudaMemcpyDeviceToHost, stream_), "download");
+      check(cudaStreamSynchronize(stream_), "download (a kernel before it failed)");
+      std::memcpy(dst, pinned_, bytes);
+      return;
+    }
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "download");
     check(cudaStreamSynchronize(stream_), "download (a kernel before it failed)");
   }
@@ -140,8 +156,11 @@ class CudaBackend final : public DeviceBackend {
                              cudaGetErrorString(e) + ")");
   }
 
+  static constexpr size_t kPinnedMax = size_t{64} << 20;
   int dev_ = 0;
   cudaStream_t stream_ = nullptr;
+  void* pinned_ = nullptr;
+  size_t pinned_bytes_ = 0;
   std::string name_, cc_;
   size_t total_ = 0;
 };
