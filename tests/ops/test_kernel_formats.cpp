@@ -9,6 +9,7 @@
 
 #include "dsv4k/formats.hpp"
 #include "dsv4k/gemv.hpp"
+#include "dsv4k/indexer.hpp"
 #include "dsv4k/linear.hpp"
 #include "quant/cache_format.hpp"
 #include "quant/formats.hpp"
@@ -132,4 +133,39 @@ TEST_CASE("dsv4k warp-per-row GEMV (LinearRows) agrees with the one-thread refer
   MESSAGE("LinearRows vs Linear: worst |dy| / sum|w x| = " << worst << " over " << cases << " shapes");
   CHECK(cases > 100);
   CHECK(worst <= 4 * std::sqrt(4096.0) * 6e-8);  // fp32 accumulation in another order (the harness's floor)
+}
+
+TEST_CASE("dsv4k radix top-k gives IndexSelect's selection and order exactly (ties, signed zeros, rows shorter than k)") {
+  std::mt19937 rng(5);
+  const int64_t ratio = 4, topk = 37;
+  for (int64_t cap : {int64_t{1}, int64_t{30}, int64_t{200}, int64_t{3000}}) {
+    const int64_t S = 6;
+    std::vector<int64_t> pos(static_cast<size_t>(S));
+    for (int64_t s = 0; s < S; ++s) pos[static_cast<size_t>(s)] = s == 0 ? 2 : static_cast<int64_t>(rng() % static_cast<uint32_t>(cap * ratio));
+    dsv4::StepRef step;
+    step.pos = pos.data();
+    std::vector<float> score(static_cast<size_t>(S * cap));
+    for (auto& v : score) {
+      const uint32_t r = rng() % 9;  // few distinct values: many ties
+      v = r == 0 ? -0.0f : r == 1 ? 0.0f : static_cast<float>(static_cast<int>(r) - 5) * 0.25f;
+    }
+    std::vector<int32_t> ref(static_cast<size_t>(S * topk), 7), got(static_cast<size_t>(S * topk), 7);
+    dsv4k::IndexSelect sel{step, S, ratio, cap, topk, score.data(), ref.data()};
+    for (int64_t i = 0; i < sel.count(); ++i) sel(i);
+    std::vector<uint64_t> prefix(static_cast<size_t>(S));
+    std::vector<int32_t> need(static_cast<size_t>(S)), hist(static_cast<size_t>(S * 256)), taken(static_cast<size_t>(S)), list(static_cast<size_t>(S * topk));
+    dsv4k::TopkState t{step, S, ratio, cap, topk, score.data(), prefix.data(), need.data(), hist.data(), taken.data(), list.data(), got.data()};
+    auto run = [](const auto& k) {
+      for (int64_t i = k.count() - 1; i >= 0; --i) k(i);  // any order: reversed here
+    };
+    run(dsv4k::TopkInit{t});
+    for (int pass = 0; pass < 8; ++pass) {
+      run(dsv4k::TopkHist{t, pass});
+      run(dsv4k::TopkPick{t, pass});
+    }
+    run(dsv4k::TopkCollect{t});
+    run(dsv4k::TopkRank{t});
+    INFO("cap " << cap);
+    CHECK(got == ref);
+  }
 }

@@ -19,7 +19,7 @@ struct NotRecordable {};
 constexpr int64_t kDecodeRows = 4;  // steps of at most this many rows take the decode attention kernels
 // Scratch slots.
 enum Slot : size_t {
-  kMix = 0, kPre, kKvs, kKvTmp, kCompress, kQi, kQScale, kScore, kMoeScores, kMoeIdx, kMoeWeights, kMoeH, kAttnKeys, kAttnN, kAttnP, kAttnInv, kSlots
+  kMix = 0, kPre, kKvs, kKvTmp, kCompress, kQi, kQScale, kScore, kMoeScores, kMoeIdx, kMoeWeights, kMoeH, kAttnKeys, kAttnN, kAttnP, kAttnInv, kTopPrefix, kTopNeed, kTopHist, kTopTaken, kTopList, kSlots
 };
 }  // namespace
 
@@ -516,15 +516,27 @@ void DeviceBackend::indexer_select(const IndexerArgs& a) {
   k.wts_scale = a.wts_scale;
   k.score = score;
   launch(k);
-  dsv4k::IndexSelect sel;
-  sel.step = a.step;
-  sel.S = a.S;
-  sel.ratio = a.ratio;
-  sel.cap = cap;
-  sel.topk = a.topk;
-  sel.score = score;
-  sel.select = a.select;
-  launch(sel);
+  // The top k by radix select (dsv4k::IndexSelect, ranking every key against every other, is its reference).
+  dsv4k::TopkState t;
+  t.step = a.step;
+  t.S = a.S;
+  t.ratio = a.ratio;
+  t.cap = cap;
+  t.topk = a.topk;
+  t.score = score;
+  t.prefix = static_cast<uint64_t*>(scratch(kTopPrefix, static_cast<size_t>(a.S) * sizeof(uint64_t)));
+  t.need = static_cast<int32_t*>(scratch(kTopNeed, static_cast<size_t>(a.S) * sizeof(int32_t)));
+  t.hist = static_cast<int32_t*>(scratch(kTopHist, static_cast<size_t>(a.S * 256) * sizeof(int32_t)));
+  t.taken = static_cast<int32_t*>(scratch(kTopTaken, static_cast<size_t>(a.S) * sizeof(int32_t)));
+  t.list = static_cast<int32_t*>(scratch(kTopList, static_cast<size_t>(a.S * std::max<int64_t>(a.topk, 1)) * sizeof(int32_t)));
+  t.select = a.select;
+  launch(dsv4k::TopkInit{t});
+  for (int pass = 0; pass < 8; ++pass) {
+    launch(dsv4k::TopkHist{t, pass});
+    launch(dsv4k::TopkPick{t, pass});
+  }
+  launch(dsv4k::TopkCollect{t});
+  launch(dsv4k::TopkRank{t});
 }
 
 const dsv4k::ExpertMats* DeviceBackend::expert_table(const MoeW& w) {

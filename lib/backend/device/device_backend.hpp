@@ -54,6 +54,11 @@ namespace dsv4 {
   X(IndexQuery)          \
   X(IndexScore)          \
   X(IndexSelect)         \
+  X(TopkInit)            \
+  X(TopkHist)            \
+  X(TopkPick)            \
+  X(TopkCollect)         \
+  X(TopkRank)            \
   X(MoeRoute)            \
   X(MoeUp)               \
   X(MoeDown)             \

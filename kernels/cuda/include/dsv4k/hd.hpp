@@ -50,6 +50,14 @@ DSV4_HDI void store(void* p, T v) {
   memcpy(p, &v, sizeof(T));
 }
 DSV4_HDI uint32_t f32_bits(float f) { return load<uint32_t>(&f); }
+// Integer atomic add (counts: the result does not depend on the order of the adds).
+DSV4_HDI int32_t atomic_add_i32(int32_t* p, int32_t v) {
+#if defined(__CUDA_ARCH__)
+  return atomicAdd(p, v);
+#else
+  return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+#endif
+}
 DSV4_HDI float bits_f32(uint32_t u) { return load<float>(&u); }
 template <class T>
 DSV4_HDI T min_(T a, T b) { return b < a ? b : a; }
