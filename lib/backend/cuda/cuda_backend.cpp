@@ -78,7 +78,10 @@ class CudaBackend final : public DeviceBackend {
     cudaStreamSynchronize(stream_);  // kernels still reading it finish first
     cudaFree(p);
   }
-  void dev_zero(void* p, size_t bytes) override { check(cudaMemsetAsync(p, 0, bytes, stream_), "cudaMemsetAsync"); }
+  void dev_zero(void* p, size_t bytes) override {
+    cudaSetDevice(dev_);
+    check(cudaMemsetAsync(p, 0, bytes, stream_), "cudaMemsetAsync");
+  }
   void h2d(void* dst, const void* src, size_t bytes) override {
     cudaSetDevice(dev_);
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "upload");
@@ -103,6 +106,7 @@ class CudaBackend final : public DeviceBackend {
     check(cudaStreamSynchronize(stream_), "download (a kernel before it failed)");
   }
   void d2d(void* dst, const void* src, size_t bytes) override {
+    cudaSetDevice(dev_);
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "device copy");
   }
   void dev_sync() override {
@@ -139,8 +143,11 @@ class CudaBackend final : public DeviceBackend {
     cudaSetDevice(dev_);
     return cudaMemGetInfo(&free, &total) == cudaSuccess ? free : 0;
   }
-#define DSV4K_CUDA_RUN(K) \
-  void run(const dsv4k::K& k) override { check(static_cast<cudaError_t>(dsv4k::launch(k, stream_)), "kernel " #K); }
+#define DSV4K_CUDA_RUN(K)                                                             \
+  void run(const dsv4k::K& k) override {                                              \
+    cudaSetDevice(dev_); /* the calling thread may not have this device current */    \
+    check(static_cast<cudaError_t>(dsv4k::launch(k, stream_)), "kernel " #K);         \
+  }
   DSV4K_KERNELS(DSV4K_CUDA_RUN)
 #undef DSV4K_CUDA_RUN
 
