@@ -55,11 +55,11 @@ stage preflight 20 "nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.
 
 deps=""
 [ -d .devdeps/include ] && deps="-DDSV4_HEADER_DEPS_DIR=$PWD/.devdeps/include"
-stage build 330 "cmake -S . -B $bld -DCMAKE_BUILD_TYPE=Release -DDSV4_CUDA=ON -DDSV4_TOKENIZER=OFF -DDSV4_PYTHON=OFF -DDSV4_BUILD_EXAMPLES=OFF -DDSV4_INSTALL=OFF -DDSV4_SERVER=OFF -DDSV4_SHARED=OFF $deps && cmake --build $bld -j$jobs --target dsv4_cuda_tests dsv4_ops 2>&1 | grep -E 'error|warning|spill|Built target' ; test -x $bld/tests/dsv4_cuda_tests && echo NOTE built, \$(grep -c spill $out/build.log 2>/dev/null || true) spill warnings" || exit 1
+stage build 240 "cmake -S . -B $bld -DCMAKE_BUILD_TYPE=Release -DDSV4_CUDA=ON -DDSV4_TOKENIZER=OFF -DDSV4_PYTHON=OFF -DDSV4_BUILD_EXAMPLES=OFF -DDSV4_INSTALL=OFF -DDSV4_SERVER=OFF -DDSV4_SHARED=OFF $deps && cmake --build $bld -j$jobs --target dsv4_cuda_tests dsv4_ops 2>&1 | grep -E 'error|warning|spill|Built target' ; test -x $bld/tests/dsv4_cuda_tests && echo NOTE built, \$(grep -c spill $out/build.log 2>/dev/null || true) spill warnings" || exit 1
 
 # Op cases on the GPU against the double reference and the CPU backend; then the support matrix.
-stage ops 150 "$bld/tests/dsv4_cuda_tests -tc='cuda op harness*' && $bld/tests/dsv4_ops --backend cuda | tail -14; echo NOTE \$($bld/tests/dsv4_ops --backend cuda | grep -c FAIL) failing cases"
+stage ops 90 "$bld/tests/dsv4_cuda_tests -tc='cuda op harness*' && $bld/tests/dsv4_ops --backend cuda | tail -14; echo NOTE \$($bld/tests/dsv4_ops --backend cuda | grep -c FAIL) failing cases"
 [ $quick -eq 1 ] && exit 0
-stage goldens 150 "$bld/tests/dsv4_cuda_tests -tc='cuda goldens*,cuda graphs*' -s 2>&1 | grep -E 'MESSAGE|rel err|replay|test cases|assertions|ERROR' ; echo NOTE \$($bld/tests/dsv4_cuda_tests -tc='cuda goldens*' 2>&1 | grep -o 'rel err [0-9.e-]*' | sort -t' ' -k3 -g | tail -1)"
-stage sanitizer 150 "compute-sanitizer --tool memcheck --error-exitcode 7 $bld/tests/dsv4_cuda_tests -tc='cuda memcheck*' 2>&1 | tail -6"
-stage speed 120 "$bld/tests/dsv4_cuda_tests -tc='cuda speed*' -s 2>&1 | grep -E 'NOTE|MESSAGE' ; $bld/tests/dsv4_ops --backend cuda --perf --real 2>&1 | tail -30"
+stage goldens 90 "$bld/tests/dsv4_cuda_tests -tc='cuda goldens*,cuda graphs*' -s 2>&1 | grep -E 'MESSAGE|rel err|replay|test cases|assertions|ERROR' ; echo NOTE \$($bld/tests/dsv4_cuda_tests -tc='cuda goldens*' 2>&1 | grep -o 'rel err [0-9.e-]*' | sort -t' ' -k3 -g | tail -1)"
+stage sanitizer 90 "compute-sanitizer --tool memcheck --error-exitcode 7 $bld/tests/dsv4_cuda_tests -tc='cuda memcheck*' 2>&1 | tail -6"
+stage speed 90 "$bld/tests/dsv4_cuda_tests -tc='cuda speed*' -s 2>&1 | grep -E 'NOTE|MESSAGE' ; $bld/tests/dsv4_ops --backend cuda --perf --real 2>&1 | tail -30"
