@@ -2,7 +2,8 @@
 // the host side of every op of backend.hpp, written once. It only computes parameters and
 // launches kernels; it never reads or writes device memory itself (the step, the caches, the
 // weights are the kernels' to read), so each op is a fixed sequence of launches whose arguments
-// depend on the op's arguments alone.
+// depend on the op's arguments alone (one exception: without reserve(), the indexer reads the
+// step's positions back to size its grid; such steps are never recorded).
 //
 // Subclasses provide the memory and the launches:
 //   - the CUDA backend (lib/backend/cuda): cudaMalloc'd memory, kernels on a stream;
@@ -11,7 +12,9 @@
 //     kernel's arithmetic in CI, where no GPU is.
 //
 // Thread-safety: as every backend, one op at a time (the engine's rule). Errors: CapacityError
-// when device memory runs out, BackendError for a failed launch (a subclass's message names it).
+// when device memory runs out (weights that do not fit are refused before any upload);
+// UnsupportedError for shapes past the kernels' limits (more than 8 mHC streams, 1024 experts); a
+// failed launch or a kernel fault is a std::runtime_error naming the kernel (a bug, not bad input).
 #pragma once
 #include <cstddef>
 #include <cstdint>
