@@ -2,13 +2,15 @@
 // support matrix (per op family: cases passed / run, worst error against tolerance); with --perf
 // also µs per call and GB/s per case.
 //
-//   dsv4_ops [--perf] [--real | --awkward] [--op NAME] [--backend NAME]
+//   dsv4_ops [--perf] [--real | --awkward] [--op NAME] [--backend NAME] [--skip-backend NAME]...
 //
 // Exit status 1 when any supported case fails.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "ops/harness.hpp"
 
@@ -18,6 +20,7 @@ using namespace dsv4::test;
 int main(int argc, char** argv) {
   bool perf = false, real_only = false, awkward_only = false;
   std::string only_op, only_backend;
+  std::vector<std::string> skip_backends;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--perf") perf = true;
@@ -25,13 +28,15 @@ int main(int argc, char** argv) {
     else if (a == "--awkward") awkward_only = true;
     else if (a == "--op" && i + 1 < argc) only_op = argv[++i];
     else if (a == "--backend" && i + 1 < argc) only_backend = argv[++i];
+    else if (a == "--skip-backend" && i + 1 < argc) skip_backends.push_back(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: dsv4_ops [--perf] [--real | --awkward] [--op NAME] [--backend NAME]\n");
+      std::fprintf(stderr, "usage: dsv4_ops [--perf] [--real | --awkward] [--op NAME] [--backend NAME] [--skip-backend NAME]...\n");
       return 2;
     }
   }
   const auto cases = all_cases();
-  const auto backends = backends_under_test();
+  auto backends = backends_under_test();
+  std::erase_if(backends, [&](const BackendUnderTest& b) { return std::find(skip_backends.begin(), skip_backends.end(), b.name) != skip_backends.end(); });
   struct Cell {
     int run = 0, pass = 0, unsupported = 0;
     double worst_ratio = 0;  // worst error / tolerance (tolerance 0: error itself)
