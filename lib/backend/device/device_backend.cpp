@@ -37,6 +37,8 @@ dsv4k::Mat to_kernel(const MatW& w) {
 DeviceBackend::~DeviceBackend() = default;
 
 void DeviceBackend::free_internal() noexcept {
+  for (void* p : weight_blocks_) dev_free(p);
+  weight_blocks_.clear();
   for (auto& b : ws_)
     if (b.p != nullptr) dev_free(b.p);
   ws_.clear();
@@ -184,40 +186,21 @@ void* DeviceBackend::scratch(size_t slot, size_t bytes) {
 }
 
 ModelWeights DeviceBackend::bind_weights(const ModelWeights& host, const ModelConfig& cfg) {
-  // The plan first: the whole upload must fit, with room left for a session (else nothing is uploaded).
-  struct Count final : WeightVisitor {
-    uint64_t n = 0, buffers = 0;
-    void matrix(MatW& w) override {
-      if (w.empty()) return;
-      n += w.bytes();
-      buffers += w.scale != nullptr ? 2 : 1;
-    }
-    void floats(FVec& v) override { n += v.size() * sizeof(float), ++buffers; }
-    void doubles(DVec& v) override { n += v.size() * sizeof(double), ++buffers; }
-    void bytes(const uint8_t*&, size_t k) override { n += k, ++buffers; }
-  } count;
-  {
-    ModelWeights probe = host;
-    visit_weights(probe, cfg, count);
-  }
-  const uint64_t need = count.n + count.buffers * 512;  // allocation granularity, roughly
-  const uint64_t free = free_bytes();
-  if (need > free) {
-    auto gib = [](uint64_t b) { return std::to_string(static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0)).substr(0, 6) + " GiB"; };
-    throw CapacityError(info().name + " device " + std::to_string(info().device) + ": the weights need " + gib(need) + ", " + gib(free) +
-                        " free (short by " + gib(need - free) + "); nothing was uploaded");
-  }
-  // Every buffer uploaded once, in its stored format; the views repointed at the copies.
-  struct Copy final : WeightVisitor {
+  // Every buffer once, in its stored format, into one device block (256-byte aligned slices; one
+  // allocation instead of one per tensor, freed with the backend). A first pass sizes the block:
+  // weights that do not fit are refused before anything is uploaded.
+  struct Upload final : WeightVisitor {
     DeviceBackend& be;
-    uint64_t total = 0;
-    explicit Copy(DeviceBackend& b) : be(b) {}
+    uint8_t* base = nullptr;  // null: the sizing pass
+    uint64_t off = 0;
+    explicit Upload(DeviceBackend& b) : be(b) {}
     const uint8_t* put(const void* src, size_t n) {
       if (src == nullptr || n == 0) return static_cast<const uint8_t*>(src);
-      void* p = be.dev_alloc(n);
-      be.h2d(p, src, n);
-      total += n;
-      return static_cast<const uint8_t*>(p);
+      const uint64_t at = off;
+      off += (n + 255) / 256 * 256;
+      if (base == nullptr) return static_cast<const uint8_t*>(src);
+      be.h2d(base + at, src, n);
+      return base + at;
     }
     void matrix(MatW& w) override {
       if (w.empty()) return;
@@ -231,11 +214,31 @@ ModelWeights DeviceBackend::bind_weights(const ModelWeights& host, const ModelCo
     void floats(FVec& v) override { v.ptr = reinterpret_cast<const float*>(put(v.ptr, v.size() * sizeof(float))); }
     void doubles(DVec& v) override { v.ptr = reinterpret_cast<const double*>(put(v.ptr, v.size() * sizeof(double))); }
     void bytes(const uint8_t*& p, size_t n) override { p = put(p, n); }
-  } copy(*this);
+  };
+  Upload sizing(*this);
+  {
+    ModelWeights probe = host;
+    visit_weights(probe, cfg, sizing);
+  }
+  const uint64_t need = std::max<uint64_t>(sizing.off, 256);
+  const uint64_t free = free_bytes();
+  if (need > free) {
+    auto gib = [](uint64_t b) { return std::to_string(static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0)).substr(0, 6) + " GiB"; };
+    throw CapacityError(info().name + " device " + std::to_string(info().device) + ": the weights need " + gib(need) + ", " + gib(free) +
+                        " free (short by " + gib(need - free) + "); nothing was uploaded");
+  }
+  Upload copy(*this);
+  copy.base = static_cast<uint8_t*>(dev_alloc(need));
   ModelWeights w = host;
-  visit_weights(w, cfg, copy);
+  try {
+    visit_weights(w, cfg, copy);
+  } catch (...) {
+    dev_free(copy.base);
+    throw;
+  }
+  weight_blocks_.push_back(copy.base);
   std::lock_guard<std::mutex> lk(mem_mu_);
-  weight_bytes_ += copy.total;
+  weight_bytes_ += need;
   return w;
 }
 

@@ -158,6 +158,7 @@ class DeviceBackend : public Backend {
     size_t bytes = 0;
   };
   std::vector<Block> ws_;
+  std::vector<void*> weight_blocks_;  // one per bind_weights()
   struct Experts {
     std::vector<dsv4k::ExpertMats> host;
     void* dev = nullptr;
