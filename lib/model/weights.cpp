@@ -34,6 +34,14 @@ uint64_t MatW::bytes() const {
   return 0;
 }
 
+uint64_t MatW::scale_bytes() const {
+  switch (fmt) {
+    case WFormat::FP8: return static_cast<uint64_t>((rows + 127) / 128 * scale_cols);
+    case WFormat::FP4: return static_cast<uint64_t>(rows * scale_cols);
+    default: return 0;
+  }
+}
+
 int64_t MoeW::expert_of(int64_t token, int64_t k, int64_t topk) const {
   const int64_t i = token * topk + k;
   if (tid2eid_is_i64) {

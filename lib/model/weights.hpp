@@ -46,7 +46,8 @@ struct MatW {
   const uint8_t* scale = nullptr;  // FP8: [ceil(rows/128), scale_cols]; FP4: [rows, cols/32]
   int64_t scale_cols = 0;
   bool empty() const { return data == nullptr; }
-  uint64_t bytes() const;  // stored bytes including scales
+  uint64_t bytes() const;        // stored bytes including scales
+  uint64_t scale_bytes() const;  // of which the block scales (FP8, FP4; 0 otherwise)
 };
 
 struct HyperW {  // one mHC site

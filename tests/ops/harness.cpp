@@ -33,9 +33,7 @@ std::vector<BackendUnderTest> backends_under_test() {
 DevMat to_backend(Backend& be, const MatW& host) {
   DevMat d;
   d.w = host;
-  const uint64_t scale_bytes = host.fmt == WFormat::FP8 ? static_cast<uint64_t>((host.rows + 127) / 128 * host.scale_cols)
-                               : host.fmt == WFormat::FP4 ? static_cast<uint64_t>(host.rows * host.scale_cols)
-                                                          : 0;
+  const uint64_t scale_bytes = host.scale_bytes();
   const uint64_t data_bytes = host.bytes() - scale_bytes;
   d.data = DevBuf(be, data_bytes);
   be.upload(d.data.as<void>(), host.data, data_bytes);

@@ -204,9 +204,7 @@ ModelWeights DeviceBackend::bind_weights(const ModelWeights& host, const ModelCo
     }
     void matrix(MatW& w) override {
       if (w.empty()) return;
-      const uint64_t scale_bytes = w.fmt == WFormat::FP8 ? static_cast<uint64_t>((w.rows + 127) / 128 * w.scale_cols)
-                                   : w.fmt == WFormat::FP4 ? static_cast<uint64_t>(w.rows * w.scale_cols)
-                                                           : 0;
+      const uint64_t scale_bytes = w.scale_bytes();
       const uint64_t data_bytes = w.bytes() - scale_bytes;
       w.data = put(w.data, data_bytes);
       if (w.scale != nullptr) w.scale = put(w.scale, scale_bytes);
