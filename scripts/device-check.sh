@@ -62,4 +62,4 @@ stage ops 90 "$bld/tests/dsv4_cuda_tests -tc='cuda op harness*'; rc=\$?; $bld/te
 [ $quick -eq 1 ] && exit 0
 stage goldens 90 "$bld/tests/dsv4_cuda_tests -tc='cuda goldens*,cuda graphs*' -s > $out/goldens_full.txt 2>&1; rc=\$?; grep -E 'skipped: no CUDA device|rel err|replay|test cases|assertions|ERROR|NOTE' $out/goldens_full.txt | sort -u; echo NOTE worst \$(grep -o 'rel err [0-9.e-]*' $out/goldens_full.txt | sort -t' ' -k3 -g | tail -1); exit \$rc"
 stage sanitizer 90 "compute-sanitizer --tool memcheck --error-exitcode 7 $bld/tests/dsv4_cuda_tests -tc='cuda memcheck*' 2>&1 | tail -6"
-stage speed 150 "$bld/tests/dsv4_cuda_tests -tc='cuda speed*' -s 2>&1 | grep -E 'NOTE|MESSAGE' ; $bld/tests/dsv4_ops --backend cuda --perf --real 2>&1 | tail -30"
+stage speed 150 "$bld/tests/dsv4_cuda_tests -tc='cuda speed*,cuda tensor-core*' -s 2>&1 | grep -E 'NOTE|MESSAGE' ; $bld/tests/dsv4_ops --backend cuda --perf --real 2>&1 | tail -30"

@@ -26,7 +26,10 @@ std::vector<Opt> backend_opts() {
           {"--device", "device index of the backend", "0", false, "N"},
           {"--threads", "worker threads (a warning when above the hardware threads)", "one per hardware thread", false, "N"},
           {"--cpu-tier", "force a lower CPU kernel tier: portable, avx2, avx512, avx512vnni (x86-64); neon, neondot (AArch64)",
-           "the best this CPU runs", false, "NAME"}};
+           "the best this CPU runs", false, "NAME"},
+          {"--no-host-experts", "device backends: refuse weights that do not fit in device memory instead of keeping experts in host memory", "", true, ""},
+          {"--device-reserve", "device backends: whole GiB of device memory kept free for caches and scratch when placing weights",
+           "5% of the device, at least 2", false, "GIB"}};
 }
 
 std::vector<Opt> cache_opts() {

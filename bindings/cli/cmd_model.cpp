@@ -51,6 +51,12 @@ LoadOptions load_options(const Args& a) {
   o.cpu_tier = a.get("--cpu-tier").value_or("");
   if (o.device < 0) throw UsageError("--device must be >= 0");
   if (o.threads < 0) throw UsageError("--threads must be >= 0");
+  o.host_experts = !a.has("--no-host-experts");
+  if (a.has("--device-reserve")) {
+    const int64_t g = a.get_int("--device-reserve", 0);
+    if (g <= 0 || g > 1 << 20) throw UsageError("--device-reserve must be a positive whole number of GiB");
+    o.device_reserve_bytes = static_cast<uint64_t>(g) << 30;
+  }
   o.progress = load_progress();
   if (a.has("--verbose")) set_log_level(LogLevel::Info);
   return o;
@@ -96,6 +102,7 @@ int cmd_info(int argc, char** argv) {
     std::cout << "\n  ops:";
     for (const auto& f : b.ops) std::cout << " " << f;
     std::cout << "\n  weights " << human_bytes(static_cast<double>(b.weight_bytes)) << (b.name == "cpu" ? " (mapped, not copied)" : "")
+              << (b.host_weight_bytes > 0 ? " + " + human_bytes(static_cast<double>(b.host_weight_bytes)) + " of experts in pinned host memory (read over the bus)" : std::string())
               << ", backend buffers " << human_bytes(static_cast<double>(b.buffer_bytes)) << ", memory "
               << human_bytes(static_cast<double>(b.memory_available)) << " free of " << human_bytes(static_cast<double>(b.memory_total))
               << "\n";

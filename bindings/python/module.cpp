@@ -435,11 +435,17 @@ checkpoint directory (str or os.PathLike). threads sizes the CPU backend's worke
 by every session of the model (0: one per hardware thread). max_batch bounds the rows of one
 step (tokens of all sessions together). progress(fraction, stage) is called during loading.
 cpu_tier forces a CPU kernel tier ("" = the best this CPU runs; see dsv4.cpu_tiers()).
+host_experts / device_reserve_bytes: device backends keep routed experts that do not fit in
+pinned host memory (False: such a model raises CapacityError), leaving device_reserve_bytes free
+(0: 5% of the device, at least 2 GiB).
 A backend not built into this library, or a missing device, raises UnsupportedError.)doc")
       .def(py::init([](py::object path, const std::string& backend, int device, int threads, int64_t max_batch, std::optional<py::function> progress,
-                       const std::string& cpu_tier, uint64_t cache_pool_bytes, int64_t cache_block_tokens) {
+                       const std::string& cpu_tier, uint64_t cache_pool_bytes, int64_t cache_block_tokens, bool host_experts,
+                       uint64_t device_reserve_bytes) {
              const std::string dir = fspath(path);
              dsv4::LoadOptions o;
+             o.host_experts = host_experts;
+             o.device_reserve_bytes = device_reserve_bytes;
              o.cache_pool_bytes = cache_pool_bytes;
              o.cache_block_tokens = cache_block_tokens;
              o.backend = backend;
@@ -457,12 +463,12 @@ A backend not built into this library, or a missing device, raises UnsupportedEr
              return PyModel{dsv4::Model::load(dir, o)};
            }),
            "path"_a, "backend"_a = "cpu", "device"_a = 0, "threads"_a = 0, "max_batch"_a = 512, "progress"_a = py::none(), "cpu_tier"_a = "",
-           "cache_pool_bytes"_a = 0, "cache_block_tokens"_a = 0)
+           "cache_pool_bytes"_a = 0, "cache_block_tokens"_a = 0, "host_experts"_a = true, "device_reserve_bytes"_a = 0)
       .def_property_readonly("backend", [](const PyModel& p) {
         const dsv4::BackendInfo b = p.m->backend_info();
         return py::dict("name"_a = b.name, "device"_a = b.device, "device_name"_a = b.device_name, "kernel_tier"_a = b.kernel_tier,
                         "threads"_a = b.threads, "memory_total"_a = b.memory_total, "memory_available"_a = b.memory_available,
-                        "weight_bytes"_a = b.weight_bytes, "buffer_bytes"_a = b.buffer_bytes, "formats"_a = b.formats, "ops"_a = b.ops,
+                        "weight_bytes"_a = b.weight_bytes, "host_weight_bytes"_a = b.host_weight_bytes, "buffer_bytes"_a = b.buffer_bytes, "formats"_a = b.formats, "ops"_a = b.ops,
                         "graphs"_a = b.graphs);
       }, "What the model's backend is and holds (a dict).")
       .def_property_readonly("vocab_size", [](const PyModel& p) { return p.m->config().vocab_size; }, "Vocabulary size (rows of the embedding).")

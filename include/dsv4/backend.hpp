@@ -28,6 +28,14 @@ struct LoadOptions {
   // of that memory. A session that would pass it gets a CapacityError before any state changes.
   uint64_t cache_pool_bytes = 0;
   int64_t cache_block_tokens = 0;  // positions per block; 0 = 1024 (must be a multiple of every compression ratio)
+  // Device backends (cuda): where the weights go. All of them to device memory when they fit with
+  // device_reserve_bytes to spare for caches and scratch (0: 5% of the device's memory, at least
+  // 2 GiB). When they do not and host_experts is on, whole routed experts (spread evenly over the
+  // layers) stay in pinned host memory that the kernels read over the bus: the model runs, and each
+  // token's experts that live there cost bus bandwidth (BackendInfo::host_weight_bytes says how
+  // much). Off: weights that do not fit in the free device memory are a CapacityError.
+  bool host_experts = true;
+  uint64_t device_reserve_bytes = 0;
   // Called during loading with the fraction done (0 … 1) and what is being done. May be empty.
   std::function<void(double fraction, std::string_view stage)> progress;
 };
@@ -41,7 +49,8 @@ struct BackendInfo {
   int threads = 0;                   // CPU worker threads (0 for devices)
   uint64_t memory_total = 0;         // bytes of the memory the backend allocates from
   uint64_t memory_available = 0;     // bytes free at the time of the query
-  uint64_t weight_bytes = 0;         // weights bound to this backend (CPU: mapped, not copied)
+  uint64_t weight_bytes = 0;         // weights bound to this backend (CPU: mapped, not copied; devices: in device memory)
+  uint64_t host_weight_bytes = 0;    // devices: weights kept in pinned host memory the device reads (LoadOptions::host_experts)
   uint64_t buffer_bytes = 0;         // backend memory in use: sequence states, step buffers, scratch
   std::vector<std::string> formats;  // weight formats its matrix ops accept: F32 BF16 F16 FP8 FP4
   std::vector<std::string> ops;      // op families it implements

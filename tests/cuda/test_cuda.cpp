@@ -164,3 +164,47 @@ TEST_CASE("cuda speed probe: device copy bandwidth; four real-size V4-Flash laye
               static_cast<double>(bytes) / (1 << 30));
   CHECK(ms > 0);
 }
+
+TEST_CASE("cuda tensor-core products: cuBLASLt behind prefill-size products, agreeing with the warp GEMV, and their speed") {
+  if (!have_device()) return;
+  auto be = cuda::make_backend(0);
+  auto* dev = dynamic_cast<DeviceBackend*>(be.get());
+  REQUIRE(dev != nullptr);
+  const std::string tier = be->info().kernel_tier;
+  std::printf("NOTE kernels: %s\n", tier.c_str());
+  CHECK(tier.find("cuBLASLt ") != std::string::npos);  // loaded (the device machine has it)
+  struct Shape {
+    WFormat fmt;
+    int64_t rows, cols, S;
+    const char* what;
+  };
+  for (const Shape& sh : {Shape{WFormat::FP8, 4096, 4096, 512, "FP8 wq_a-like 4096x4096, 512 rows"},
+                          Shape{WFormat::FP4, 2048, 4096, 512, "FP4 expert w1 2048x4096, 512 rows"},
+                          Shape{WFormat::BF16, 4096, 4096, 137, "BF16 4096x4096, 137 rows"}}) {
+    const OwnedMat host = make_mat(sh.fmt, sh.rows, sh.cols, 17);
+    const DevMat w = to_backend(*be, host.w);
+    const std::vector<float> x = random_floats(static_cast<size_t>(sh.S * sh.cols), 3);
+    const DevBuf xd = to_backend(*be, x);
+    DevBuf y_mm(*be, static_cast<size_t>(sh.S * sh.rows) * sizeof(float)), y_gv(*be, static_cast<size_t>(sh.S * sh.rows) * sizeof(float));
+    auto timed = [&](int64_t min_rows, const DevBuf& y) {
+      dev->set_gemm_min_rows(min_rows);
+      be->linear(w.w, 0, sh.rows, xd.as<const float>(), sh.cols, sh.S, y.as<float>(), sh.rows);
+      be->sync();
+      const auto t0 = std::chrono::steady_clock::now();
+      constexpr int kReps = 5;
+      for (int i = 0; i < kReps; ++i) be->linear(w.w, 0, sh.rows, xd.as<const float>(), sh.cols, sh.S, y.as<float>(), sh.rows);
+      be->sync();
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / kReps;
+    };
+    const double t_mm = timed(DeviceBackend::kGemmMinRows, y_mm), t_gv = timed(0, y_gv);
+    dev->set_gemm_min_rows(DeviceBackend::kGemmMinRows);
+    const auto a = from_backend(*be, y_mm, static_cast<size_t>(sh.S * sh.rows)), b = from_backend(*be, y_gv, static_cast<size_t>(sh.S * sh.rows));
+    const double d = rel_err(a.data(), b.data(), a.size());
+    const double flop = 2.0 * static_cast<double>(sh.S * sh.rows * sh.cols);
+    std::printf("NOTE %s: split-bf16 GEMM %.3f ms (%.1f TFLOP/s useful), warp GEMV %.3f ms (%.2f TFLOP/s); rel diff %.2e\n", sh.what, t_mm * 1e3,
+                flop / t_mm / 1e12, t_gv * 1e3, flop / t_gv / 1e12, d);
+    INFO(sh.what);
+    CHECK(d <= 1e-5);
+  }
+  CHECK(be->info().kernel_tier.find("reference kernel)") == std::string::npos);  // no shape fell back
+}

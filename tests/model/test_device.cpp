@@ -10,6 +10,7 @@
 #include "dsv4/error.hpp"
 #include "dsv4/model.hpp"
 #include "model/model_impl.hpp"
+#include "ops/harness.hpp"
 #include "support/emulated_device.hpp"
 #include "support/golden_modes.hpp"
 #include "support/support.hpp"
@@ -30,6 +31,8 @@ TEST_CASE("device kernels (emulated): every golden runs whole, chunked and token
     const uint64_t before = dev->launches();
     check_golden_modes(model, g, name, "the emulated device");
     CHECK(dev->launches() > before);
+    MESSAGE(name << ": " << dev->gemm_products() << " products took the split-bf16 GEMM");
+    if (std::string(name) != "tiny_a") CHECK(dev->gemm_products() > 0);  // (tiny_a's weights are F32: always the GEMV)
   }
 }
 
@@ -105,4 +108,72 @@ TEST_CASE("device kernels (emulated): decode steps replayed from a recording giv
   }
   MESSAGE("emulated device: " << rec->replays() << " decode steps replayed from a recording");
   CHECK(rec->replays() >= 16);  // 10 steps a session, less the first run and the recording run of the first
+}
+
+TEST_CASE("device kernels (emulated): prefill-size products take the split-bf16 GEMM and agree with the warp GEMV") {
+  EmulatedDevice dev;
+  for (WFormat fmt : {WFormat::BF16, WFormat::FP8, WFormat::FP4})
+    for (int64_t S : {int64_t{16}, int64_t{37}}) {
+      const int64_t rows = 300, cols = 384, r0 = 129, n = 150, ldx = cols + 5, ldy = n + 3;
+      const OwnedMat host = make_mat(fmt, rows, cols, 21);
+      const DevMat w = to_backend(dev, host.w);
+      const DevBuf x = to_backend(dev, random_floats(static_cast<size_t>(S * ldx), 4));
+      const DevBuf a = to_backend(dev, std::vector<float>(static_cast<size_t>(S * ldy), 9.0f)), b = to_backend(dev, std::vector<float>(static_cast<size_t>(S * ldy), 9.0f));
+      const uint64_t before = dev.gemm_products();
+      dev.linear(w.w, r0, n, x.as<const float>(), ldx, S, a.as<float>(), ldy);
+      CHECK(dev.gemm_products() == before + 1);
+      dev.set_gemm_min_rows(0);
+      dev.linear(w.w, r0, n, x.as<const float>(), ldx, S, b.as<float>(), ldy);
+      dev.set_gemm_min_rows(DeviceBackend::kGemmMinRows);
+      CHECK(dev.gemm_products() == before + 1);
+      const auto ya = from_backend(dev, a, static_cast<size_t>(S * ldy)), yb = from_backend(dev, b, static_cast<size_t>(S * ldy));
+      INFO(wformat_name(fmt) << " S=" << S);
+      CHECK(rel_err(ya.data(), yb.data(), ya.size()) <= 1e-6);
+      int pad = 0;
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t j = n; j < ldy; ++j) pad += ya[static_cast<size_t>(s * ldy + j)] != 9.0f;
+      CHECK(pad == 0);
+    }
+}
+
+TEST_CASE("device backend (emulated): experts that do not fit stay in host memory the kernels read, and the goldens still match") {
+  const char* name = "mid_flash";
+  const Golden g = load_golden(name);
+  uint64_t all = 0;
+  {
+    const auto m = load_model_on(golden_dir(name), LoadOptions{}, std::make_unique<EmulatedDevice>());
+    all = m->backend_info().weight_bytes;
+    CHECK(m->backend_info().host_weight_bytes == 0);
+  }
+  constexpr size_t kReserve = size_t{64} << 20;  // caches and scratch of the golden runs
+  const size_t limit = static_cast<size_t>(static_cast<double>(all) * 0.7) + kReserve;  // 70% of the weights + the reserve
+  {  // host experts off: the weights must fit in the free memory (70% of them do)
+    auto be = std::make_unique<EmulatedDevice>(size_t{16} << 30, 2, static_cast<size_t>(static_cast<double>(all) * 0.7));
+    be->set_placement({false, kReserve});
+    try {
+      load_model_on(golden_dir(name), LoadOptions{}, std::move(be));
+      FAIL("weights past the device memory loaded with host experts off");
+    } catch (const CapacityError& e) {
+      INFO(e.what());
+      CHECK(std::string(e.what()).find("host-resident experts are off") != std::string::npos);
+    }
+  }
+  auto be = std::make_unique<EmulatedDevice>(size_t{16} << 30, 2, limit);
+  be->set_placement({true, kReserve});
+  EmulatedDevice* dev = be.get();
+  const auto model = load_model_on(golden_dir(name), LoadOptions{}, std::move(be));
+  const BackendInfo b = model->backend_info();
+  MESSAGE(std::string(name) << ": " << b.weight_bytes << " bytes of weights on the device, " << b.host_weight_bytes << " in host memory (device limit " << limit << ")");
+  CHECK(b.host_weight_bytes > 0);
+  CHECK(b.weight_bytes + kReserve <= limit);
+  CHECK(b.weight_bytes + b.host_weight_bytes >= all);
+  const auto& w = model_engine(*model).weights();
+  int host = 0, device = 0;
+  for (const auto& l : w.layers)
+    for (const auto& e : l.moe.experts) (dev->in_host_block(e.w1.data) ? host : device) += 1;
+  CHECK(host > 0);
+  CHECK(device > 0);
+  CHECK(!dev->in_host_block(w.layers[0].attn.wq_a.data));
+  CHECK(!dev->in_host_block(w.embed.data));
+  check_golden_modes(model, g, name, "the emulated device, experts partly in host memory");
 }

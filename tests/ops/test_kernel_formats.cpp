@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dsv4k/formats.hpp"
+#include "dsv4k/gemm.hpp"
 #include "dsv4k/gemv.hpp"
 #include "dsv4k/indexer.hpp"
 #include "dsv4k/linear.hpp"
@@ -133,6 +134,114 @@ TEST_CASE("dsv4k warp-per-row GEMV (LinearRows) agrees with the one-thread refer
   MESSAGE("LinearRows vs Linear: worst |dy| / sum|w x| = " << worst << " over " << cases << " shapes");
   CHECK(cases > 100);
   CHECK(worst <= 4 * std::sqrt(4096.0) * 6e-8);  // fp32 accumulation in another order (the harness's floor)
+}
+
+TEST_CASE("dsv4k bf16 split: hi + mid + lo is x exactly (every exponent of the normal range), inf and NaN kept in hi") {
+  std::mt19937 rng(3);
+  int bad = 0, n = 0;
+  for (int e = -126; e <= 127; ++e)
+    for (int k = 0; k < 64; ++k, ++n) {
+      const uint32_t u = (rng() & 0x80000000u) | static_cast<uint32_t>(e + 127) << 23 | (rng() & 0x7fffffu);
+      float v;
+      std::memcpy(&v, &u, 4);
+      uint16_t hi, mid, lo;
+      dsv4k::split_bf16(v, &hi, &mid, &lo);
+      const double sum = static_cast<double>(dsv4k::bf16_f32(hi)) + dsv4k::bf16_f32(mid) + dsv4k::bf16_f32(lo);
+      // Exact while the last bit of x (2^(e-23)) is within bf16's range (2^-133); below, within half of that.
+      bad += e >= -110 ? sum != static_cast<double>(v) : std::fabs(sum - v) > std::ldexp(1.0, -134);
+    }
+  CHECK(n > 16000);
+  CHECK(bad == 0);
+  for (float v : {INFINITY, -INFINITY, NAN, 0.0f, -0.0f}) {
+    uint16_t hi, mid, lo;
+    dsv4k::split_bf16(v, &hi, &mid, &lo);
+    CHECK(same_value(dsv4k::bf16_f32(hi), v));
+    CHECK(mid == 0);
+    CHECK(lo == 0);
+  }
+}
+
+TEST_CASE("dsv4k bf16 weight tiles: FP8, FP4 and BF16 weights times their scales decode to bf16 exactly") {
+  std::mt19937 rng(9);
+  int bad = 0, n = 0;
+  for (int32_t fmt : {dsv4k::kBF16, dsv4k::kFP8, dsv4k::kFP4})
+    for (int64_t cols : {int64_t{32}, int64_t{160}, int64_t{4096}}) {
+      const int64_t rows = 137, bpw2 = fmt == dsv4k::kFP8 ? 2 : fmt == dsv4k::kFP4 ? 1 : 4;
+      std::vector<uint8_t> data(static_cast<size_t>(rows * cols * bpw2 / 2));
+      for (auto& b : data) b = static_cast<uint8_t>(rng());
+      if (fmt == dsv4k::kFP8)
+        for (auto& b : data) b = (b & 0x7f) == 0x7f ? 0x10 : b;  // no NaN codes
+      std::vector<uint8_t> scale(static_cast<size_t>(rows * ((cols + 31) / 32)));
+      for (auto& b : scale) b = static_cast<uint8_t>(10 + rng() % 236);  // 2^-117 .. 2^118: every checkpoint's range and far beyond
+      dsv4k::Mat w;
+      w.fmt = fmt;
+      w.rows = rows;
+      w.cols = cols;
+      w.data = data.data();
+      w.scale = scale.data();
+      w.scale_cols = fmt == dsv4k::kFP8 ? (cols + 127) / 128 : cols / 32;
+      std::vector<uint16_t> out(static_cast<size_t>(129 * cols), 0xFFFF);
+      dsv4k::DecodeBf16 d{w, 8, 129, out.data()};
+      for (int64_t i = 0; i < d.count(); ++i) d(i);
+      for (int64_t j = 0; j < 129; ++j)
+        for (int64_t c = 0; c < cols; ++c, ++n) bad += !same_value(dsv4k::bf16_f32(out[static_cast<size_t>(j * cols + c)]), dsv4k::weight_at(w, 8 + j, c));
+    }
+  CHECK(n > 100000);
+  CHECK(bad == 0);
+}
+
+TEST_CASE("dsv4k split bf16 GEMM (three planes, fp32 sums) agrees with the one-thread double reference at fp32 level") {
+  double worst = 0;
+  int cases = 0;
+  for (int32_t fmt : {dsv4k::kBF16, dsv4k::kFP8, dsv4k::kFP4})
+    for (int64_t rows : {int64_t{1}, int64_t{13}, int64_t{137}})
+      for (int64_t cols : {int64_t{32}, int64_t{160}, int64_t{1024}})
+        for (int64_t S : {int64_t{1}, int64_t{16}, int64_t{37}}) {
+          std::mt19937 rng(static_cast<uint32_t>(rows * 7 + cols + S));
+          const int64_t bpw2 = fmt == dsv4k::kFP8 ? 2 : fmt == dsv4k::kFP4 ? 1 : 4;
+          std::vector<uint8_t> data(static_cast<size_t>(rows * cols * bpw2 / 2));
+          for (auto& b : data) b = static_cast<uint8_t>(rng());
+          if (fmt == dsv4k::kFP8)
+            for (auto& b : data) b = (b & 0x7f) == 0x7f ? 0x10 : b;
+          if (fmt == dsv4k::kBF16)
+            for (size_t i = 1; i < data.size(); i += 2) data[i] = static_cast<uint8_t>((data[i] & 0x83) | 0x38);
+          std::vector<uint8_t> scale(static_cast<size_t>(rows * ((cols + 31) / 32)));
+          for (auto& b : scale) b = static_cast<uint8_t>(120 + rng() % 14);
+          dsv4k::Mat w;
+          w.fmt = fmt;
+          w.rows = rows;
+          w.cols = cols;
+          w.data = data.data();
+          w.scale = scale.data();
+          w.scale_cols = fmt == dsv4k::kFP8 ? (cols + 127) / 128 : cols / 32;
+          const int64_t ldx = cols + 3, ldy = rows + 2;
+          const std::vector<float> x = test::random_floats(static_cast<size_t>(S * ldx), static_cast<uint64_t>(rows + cols + S), -2.0f, 2.0f);
+          std::vector<float> y_ref(static_cast<size_t>(S * rows)), y(static_cast<size_t>(S * ldy), 5.0f);
+          dsv4k::Linear ref{w, 0, rows, S, x.data(), ldx, y_ref.data(), rows};
+          for (int64_t i = 0; i < ref.count(); ++i) ref(i);
+          std::vector<uint16_t> planes(static_cast<size_t>(3 * S * cols)), tile(static_cast<size_t>(rows * cols));
+          dsv4k::SplitBf16 sp{x.data(), ldx, S, cols, planes.data(), S * cols};
+          for (int64_t i = 0; i < sp.count(); ++i) sp(i);
+          dsv4k::DecodeBf16 d{w, 0, rows, tile.data()};
+          for (int64_t i = 0; i < d.count(); ++i) d(i);
+          for (int p = 2; p >= 0; --p) {
+            dsv4k::Bf16Gemm g{tile.data(), cols, planes.data() + p * S * cols, cols, y.data(), ldy, rows, S, cols, p != 2};
+            for (int64_t i = 0; i < g.count(); ++i) g(i);
+          }
+          for (int64_t s = 0; s < S; ++s) {
+            for (int64_t j = 0; j < rows; ++j) {
+              double m = 0;
+              for (int64_t c = 0; c < cols; ++c) m += std::fabs(static_cast<double>(dsv4k::weight_at(w, j, c)) * x[static_cast<size_t>(s * ldx + c)]);
+              worst = std::max(worst, std::fabs(static_cast<double>(y[static_cast<size_t>(s * ldy + j)]) - y_ref[static_cast<size_t>(s * rows + j)]) /
+                                          std::max(m, 1e-30));
+            }
+            for (int64_t j = rows; j < ldy; ++j) CHECK(y[static_cast<size_t>(s * ldy + j)] == 5.0f);  // past n: untouched
+          }
+          ++cases;
+        }
+  MESSAGE("split bf16 GEMM vs Linear: worst |dy| / sum|w x| = " << worst << " over " << cases << " shapes");
+  CHECK(cases == 81);
+  CHECK(worst <= 4 * std::sqrt(1024.0) * 6e-8);  // fp32 accumulation, as the GEMV's bound
 }
 
 TEST_CASE("dsv4k radix top-k gives IndexSelect's selection and order exactly (ties, signed zeros, rows shorter than k)") {

@@ -22,7 +22,8 @@ class EmulatedDevice::Open {
   EmulatedDevice& d_;
 };
 
-EmulatedDevice::EmulatedDevice(size_t reserve_bytes, int threads) : reserved_(reserve_bytes), threads_(threads), pool_(ThreadPool::shared(threads)) {
+EmulatedDevice::EmulatedDevice(size_t reserve_bytes, int threads, size_t device_bytes)
+    : reserved_(reserve_bytes), device_bytes_(device_bytes), threads_(threads), pool_(ThreadPool::shared(threads)) {
   void* p = mmap(nullptr, reserved_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw std::runtime_error("EmulatedDevice: cannot reserve address space");
   base_ = static_cast<uint8_t*>(p);
@@ -38,9 +39,10 @@ BackendInfo EmulatedDevice::info() const {
   b.name = "device-emu";
   b.device_name = "dsv4k kernels emulated on the host";
   b.kernel_tier = "reference";
-  b.memory_total = reserved_;
-  b.memory_available = reserved_ - used_;
+  b.memory_total = total_bytes();
+  b.memory_available = free_bytes();
   b.weight_bytes = weight_bytes();
+  b.host_weight_bytes = host_weight_bytes();
   b.buffer_bytes = buffer_bytes();
   b.formats = {"F32", "BF16", "F16", "FP8", "FP4"};
   b.ops = {"linear", "embed", "rms_norm", "rope", "mhc", "attention", "compressor", "indexer", "moe", "gather"};
@@ -62,12 +64,33 @@ void EmulatedDevice::close() {
   if (--depth_ == 0 && used_ > 0) mprotect(base_, used_, PROT_NONE);
 }
 
-void* EmulatedDevice::dev_alloc(size_t bytes) {
+bool EmulatedDevice::in_host_block(const void* p) const {
+  const auto* q = static_cast<const uint8_t*>(p);
+  for (const auto& [b, n] : host_blocks_)
+    if (q >= b && q < b + n) return true;
+  return false;
+}
+
+void* EmulatedDevice::take(size_t bytes) {
   const size_t page = 4096, n = (std::max<size_t>(bytes, 1) + page - 1) / page * page;
   if (n > reserved_ - used_) throw CapacityError("EmulatedDevice: region of " + std::to_string(reserved_) + " bytes is full");
   uint8_t* p = base_ + used_;
   used_ += n;
   if (depth_ > 0) mprotect(p, n, PROT_READ | PROT_WRITE);
+  return p;
+}
+
+void* EmulatedDevice::dev_alloc(size_t bytes) {
+  if (bytes > free_bytes()) throw CapacityError("EmulatedDevice: " + std::to_string(bytes) + " bytes asked, " + std::to_string(free_bytes()) + " free");
+  void* p = take(bytes);
+  device_used_ += (std::max<size_t>(bytes, 1) + 4095) / 4096 * 4096;
+  return p;
+}
+
+void* EmulatedDevice::host_alloc(size_t bytes) {
+  if (bytes > reserved_ - used_) return nullptr;
+  void* p = take(bytes);
+  host_blocks_.emplace_back(static_cast<const uint8_t*>(p), bytes);
   return p;
 }
 

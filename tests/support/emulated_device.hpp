@@ -8,6 +8,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <algorithm>
+#include <utility>
+
 #include <functional>
 #include <memory>
 #include <vector>
@@ -19,11 +22,14 @@ namespace dsv4::test {
 
 class EmulatedDevice final : public DeviceBackend {
  public:
-  explicit EmulatedDevice(size_t reserve_bytes = size_t{16} << 30, int threads = 2);
+  // `reserve_bytes` of address space for everything; `device_bytes` of it count as device memory
+  // (the rest can only back host_alloc: "host memory the device reads", for host-resident experts).
+  explicit EmulatedDevice(size_t reserve_bytes = size_t{16} << 30, int threads = 2, size_t device_bytes = SIZE_MAX);
   ~EmulatedDevice() override;
   BackendInfo info() const override;
   uint64_t launches() const { return launches_; }
   bool contains(const void* p) const;
+  bool in_host_block(const void* p) const;  // inside memory host_alloc gave
 
  protected:
   void* dev_alloc(size_t bytes) override;
@@ -32,7 +38,9 @@ class EmulatedDevice final : public DeviceBackend {
   void h2d(void* dst, const void* src, size_t bytes) override;
   void d2h(void* dst, const void* src, size_t bytes) override;
   void d2d(void* dst, const void* src, size_t bytes) override;
-  uint64_t free_bytes() const override { return reserved_ - used_; }
+  uint64_t free_bytes() const override { return std::min(reserved_ - used_, device_bytes_ - std::min(device_bytes_, device_used_)); }
+  uint64_t total_bytes() const override { return std::min(reserved_, device_bytes_); }
+  void* host_alloc(size_t bytes) override;
   void dev_sync() override {}  // every kernel ran to its end before run() returned
   void begin_recording() override;
   void* end_recording() override;
@@ -56,7 +64,9 @@ class EmulatedDevice final : public DeviceBackend {
   void open();
   void close();
   uint8_t* base_ = nullptr;
-  size_t reserved_ = 0, used_ = 0;
+  void* take(size_t bytes);  // from the region
+  size_t reserved_ = 0, used_ = 0, device_bytes_ = SIZE_MAX, device_used_ = 0;
+  std::vector<std::pair<const uint8_t*, size_t>> host_blocks_;
   int depth_ = 0, threads_ = 2;
   uint64_t launches_ = 0;
   std::shared_ptr<ThreadPool> pool_;

@@ -214,7 +214,7 @@ void check_backend(const LoadOptions& o) {
 std::unique_ptr<Backend> make_backend(const LoadOptions& o) {
   check_backend(o);
 #if defined(DSV4_HAVE_CUDA)
-  if (o.backend == "cuda") return cuda::make_backend(o.device);
+  if (o.backend == "cuda") return cuda::make_backend(o.device, o.host_experts, o.device_reserve_bytes);
 #endif
   return make_cpu_backend(o.threads, o.cpu_tier);
 }

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/cuda/lt_gemm.hpp"
 #include "backend/device/device_backend.hpp"
 #include "dsv4/error.hpp"
 #include "dsv4k/launch.hpp"
@@ -32,12 +33,17 @@ class CudaBackend final : public DeviceBackend {
     cc_ = std::to_string(p.major) + std::to_string(p.minor);
     total_ = p.totalGlobalMem;
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    if (lt_.available() && cudaMalloc(&lt_ws_, kLtWorkspace) != cudaSuccess) {
+      cudaGetLastError();
+      lt_ws_ = nullptr;
+    }
   }
   ~CudaBackend() override {
     free_internal();
     cudaSetDevice(dev_);
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
+    if (lt_ws_ != nullptr) cudaFree(lt_ws_);
     if (pinned_ != nullptr) cudaFreeHost(pinned_);
   }
 
@@ -46,12 +52,13 @@ class CudaBackend final : public DeviceBackend {
     b.name = "cuda";
     b.device = dev_;
     b.device_name = name_ + " (sm_" + cc_ + ")";
-    b.kernel_tier = "reference";
+    b.kernel_tier = "warp GEMV + " + lt_.why() + (lt_.fallbacks() > 0 ? " (" + std::to_string(lt_.fallbacks()) + " products without an algorithm ran the reference kernel)" : "");
     b.memory_total = total_;
     size_t free = 0, total = 0;
     cudaSetDevice(dev_);
     if (cudaMemGetInfo(&free, &total) == cudaSuccess) b.memory_available = free;
     b.weight_bytes = weight_bytes();
+    b.host_weight_bytes = host_weight_bytes();
     b.buffer_bytes = buffer_bytes();
     b.formats = {"F32", "BF16", "F16", "FP8", "FP4"};
     b.ops = {"linear", "embed", "rms_norm", "rope", "mhc", "attention", "compressor", "indexer", "moe", "gather"};
@@ -138,20 +145,55 @@ class CudaBackend final : public DeviceBackend {
     cudaStreamSynchronize(stream_);
     cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(rec));
   }
+  uint64_t total_bytes() const override { return total_; }
+  // Mapped pinned memory: with unified addressing (every 64-bit Linux system) the host pointer is
+  // the device pointer; the kernels read it over the bus.
+  void* host_alloc(size_t bytes) override {
+    cudaSetDevice(dev_);
+    void* p = nullptr;
+    if (cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess) {
+      cudaGetLastError();
+      throw CapacityError("cuda device " + std::to_string(dev_) + ": cannot pin " + gib(bytes) + " of host memory for the experts that do not fit");
+    }
+    void* d = nullptr;
+    if (cudaHostGetDevicePointer(&d, p, 0) != cudaSuccess || d != p) {
+      cudaGetLastError();
+      cudaFreeHost(p);
+      throw UnsupportedError("cuda device " + std::to_string(dev_) + ": mapped host memory without unified addressing");
+    }
+    return p;
+  }
+  void host_free(void* p) noexcept override {
+    cudaSetDevice(dev_);
+    cudaStreamSynchronize(stream_);
+    cudaFreeHost(p);
+  }
+  void host_put(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   uint64_t free_bytes() const override {
     size_t free = 0, total = 0;
     cudaSetDevice(dev_);
     return cudaMemGetInfo(&free, &total) == cudaSuccess ? free : 0;
   }
-#define DSV4K_CUDA_RUN(K)                                                             \
-  void run(const dsv4k::K& k) override {                                              \
-    cudaSetDevice(dev_); /* the calling thread may not have this device current */    \
-    check(static_cast<cudaError_t>(dsv4k::launch(k, stream_)), "kernel " #K);         \
-  }
+#define DSV4K_CUDA_RUN(K) \
+  void run(const dsv4k::K& k) override { go(k, "kernel " #K); }
   DSV4K_KERNELS(DSV4K_CUDA_RUN)
 #undef DSV4K_CUDA_RUN
 
  private:
+  template <class K>
+  void go(const K& k, const char* what) {
+    cudaSetDevice(dev_);  // the calling thread may not have this device current
+    check(static_cast<cudaError_t>(dsv4k::launch(k, stream_)), what);
+  }
+  // Products through cuBLASLt; without it (or without an algorithm for the shape) the reference kernel.
+  void go(const dsv4k::Bf16Gemm& k, const char* what) {
+    cudaSetDevice(dev_);
+    if (lt_ws_ != nullptr && lt_.run(k, stream_, lt_ws_, kLtWorkspace)) {
+      check(cudaGetLastError(), what);
+      return;
+    }
+    check(static_cast<cudaError_t>(dsv4k::launch(k, stream_)), what);
+  }
   void check(cudaError_t e, const char* what) const {
     if (e == cudaSuccess) return;
     if (e == cudaErrorMemoryAllocation) {
@@ -164,6 +206,9 @@ class CudaBackend final : public DeviceBackend {
   }
 
   static constexpr size_t kPinnedMax = size_t{64} << 20;
+  static constexpr size_t kLtWorkspace = size_t{32} << 20;  // cuBLASLt's workspace (split-K and the like)
+  LtGemm lt_;
+  void* lt_ws_ = nullptr;
   int dev_ = 0;
   cudaStream_t stream_ = nullptr;
   void* pinned_ = nullptr;
@@ -202,13 +247,15 @@ std::vector<DeviceInfo> devices() {
   return v;
 }
 
-std::unique_ptr<Backend> make_backend(int device) {
+std::unique_ptr<Backend> make_backend(int device, bool host_experts, uint64_t reserve_bytes) {
   std::string why;
   const int n = device_count(&why);
   if (device < 0 || device >= n)
     throw UnsupportedError("cuda device " + std::to_string(device) + " does not exist (" +
                            (n == 0 ? "no CUDA device: " + why : std::to_string(n) + " devices") + ")");
-  return std::make_unique<CudaBackend>(device);
+  auto b = std::make_unique<CudaBackend>(device);
+  b->set_placement({host_experts, reserve_bytes});
+  return b;
 }
 
 }  // namespace dsv4::cuda

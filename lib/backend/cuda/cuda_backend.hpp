@@ -3,6 +3,7 @@
 // formats; every op runs on the device; the host sees only uploads (a step's ids and positions)
 // and downloads (logits).
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,7 +15,8 @@ namespace dsv4::cuda {
 // Devices the CUDA runtime sees now; `why` (when not null) gets the runtime's reason when none.
 int device_count(std::string* why = nullptr);
 std::vector<DeviceInfo> devices();
-// The backend on `device`; throws UnsupportedError when there is no such device.
-std::unique_ptr<Backend> make_backend(int device);
+// The backend on `device`, placing weights as LoadOptions' host_experts / device_reserve_bytes
+// say; throws UnsupportedError when there is no such device.
+std::unique_ptr<Backend> make_backend(int device, bool host_experts = true, uint64_t reserve_bytes = 0);
 
 }  // namespace dsv4::cuda

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <unordered_set>
 
 #include "dsv4/error.hpp"
 #include "util/checked.hpp"
@@ -19,7 +20,7 @@ struct NotRecordable {};
 constexpr int64_t kDecodeRows = 4;  // steps of at most this many rows take the decode attention kernels
 // Scratch slots.
 enum Slot : size_t {
-  kMix = 0, kPre, kKvs, kKvTmp, kCompress, kQi, kQScale, kScore, kMoeScores, kMoeIdx, kMoeWeights, kMoeH, kAttnKeys, kAttnN, kAttnP, kAttnInv, kTopPrefix, kTopNeed, kTopHist, kTopTaken, kTopList, kSlots
+  kMix = 0, kPre, kKvs, kKvTmp, kCompress, kQi, kQScale, kScore, kMoeScores, kMoeIdx, kMoeWeights, kMoeH, kAttnKeys, kAttnN, kAttnP, kAttnInv, kTopPrefix, kTopNeed, kTopHist, kTopTaken, kTopList, kGemmX, kGemmW, kSlots
 };
 }  // namespace
 
@@ -39,6 +40,8 @@ DeviceBackend::~DeviceBackend() = default;
 void DeviceBackend::free_internal() noexcept {
   for (void* p : weight_blocks_) dev_free(p);
   weight_blocks_.clear();
+  for (void* p : host_blocks_) host_free(p);
+  host_blocks_.clear();
   for (auto& b : ws_)
     if (b.p != nullptr) dev_free(b.p);
   ws_.clear();
@@ -133,6 +136,10 @@ uint64_t DeviceBackend::weight_bytes() const {
   std::lock_guard<std::mutex> lk(mem_mu_);
   return weight_bytes_;
 }
+uint64_t DeviceBackend::host_weight_bytes() const {
+  std::lock_guard<std::mutex> lk(mem_mu_);
+  return host_weight_bytes_;
+}
 uint64_t DeviceBackend::buffer_bytes() const {
   std::lock_guard<std::mutex> lk(mem_mu_);
   return buffer_bytes_ + scratch_bytes();
@@ -185,58 +192,111 @@ void* DeviceBackend::scratch(size_t slot, size_t bytes) {
   return b.p;
 }
 
+namespace {
+uint64_t round256(uint64_t n) { return (n + 255) / 256 * 256; }
+std::string gib(uint64_t b) { return std::to_string(static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0)).substr(0, 6) + " GiB"; }
+}  // namespace
+
 ModelWeights DeviceBackend::bind_weights(const ModelWeights& host, const ModelConfig& cfg) {
   // Every buffer once, in its stored format, into one device block (256-byte aligned slices; one
-  // allocation instead of one per tensor, freed with the backend). A first pass sizes the block:
-  // weights that do not fit are refused before anything is uploaded.
+  // allocation instead of one per tensor, freed with the backend), and the experts that do not fit
+  // into one host block (Placement). A first pass sizes the blocks: weights that do not fit are
+  // refused before anything is uploaded.
+  using HostSet = std::unordered_set<const uint8_t*>;
   struct Upload final : WeightVisitor {
     DeviceBackend& be;
-    uint8_t* base = nullptr;  // null: the sizing pass
-    uint64_t off = 0;
+    const HostSet* to_host = nullptr;  // data of the matrices kept in host memory
+    bool sizing = true;
+    uint8_t *base = nullptr, *hbase = nullptr;
+    uint64_t off = 0, hoff = 0;
     explicit Upload(DeviceBackend& b) : be(b) {}
-    const uint8_t* put(const void* src, size_t n) {
+    const uint8_t* put(const void* src, size_t n, bool in_host) {
       if (src == nullptr || n == 0) return static_cast<const uint8_t*>(src);
-      const uint64_t at = off;
-      off += (n + 255) / 256 * 256;
-      if (base == nullptr) return static_cast<const uint8_t*>(src);
+      uint64_t& o = in_host ? hoff : off;
+      const uint64_t at = o;
+      o += round256(n);
+      if (sizing) return static_cast<const uint8_t*>(src);
+      if (in_host) {
+        be.host_put(hbase + at, src, n);
+        return hbase + at;
+      }
       be.h2d(base + at, src, n);
       return base + at;
     }
     void matrix(MatW& w) override {
       if (w.empty()) return;
+      const bool h = to_host != nullptr && to_host->count(w.data) > 0;
       const uint64_t scale_bytes = w.scale_bytes();
       const uint64_t data_bytes = w.bytes() - scale_bytes;
-      w.data = put(w.data, data_bytes);
-      if (w.scale != nullptr) w.scale = put(w.scale, scale_bytes);
+      w.data = put(w.data, data_bytes, h);
+      if (w.scale != nullptr) w.scale = put(w.scale, scale_bytes, h);
     }
-    void floats(FVec& v) override { v.ptr = reinterpret_cast<const float*>(put(v.ptr, v.size() * sizeof(float))); }
-    void doubles(DVec& v) override { v.ptr = reinterpret_cast<const double*>(put(v.ptr, v.size() * sizeof(double))); }
-    void bytes(const uint8_t*& p, size_t n) override { p = put(p, n); }
+    void floats(FVec& v) override { v.ptr = reinterpret_cast<const float*>(put(v.ptr, v.size() * sizeof(float), false)); }
+    void doubles(DVec& v) override { v.ptr = reinterpret_cast<const double*>(put(v.ptr, v.size() * sizeof(double), false)); }
+    void bytes(const uint8_t*& p, size_t n) override { p = put(p, n, false); }
   };
-  Upload sizing(*this);
-  {
+  auto sized = [&](const HostSet* to_host) {
+    Upload u(*this);
+    u.to_host = to_host;
     ModelWeights probe = host;
-    visit_weights(probe, cfg, sizing);
-  }
-  const uint64_t need = std::max<uint64_t>(sizing.off, 256);
+    visit_weights(probe, cfg, u);
+    return std::make_pair(std::max<uint64_t>(u.off, 256), u.hoff);
+  };
+  const std::string who = info().name + " device " + std::to_string(info().device);
   const uint64_t free = free_bytes();
-  if (need > free) {
-    auto gib = [](uint64_t b) { return std::to_string(static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0)).substr(0, 6) + " GiB"; };
-    throw CapacityError(info().name + " device " + std::to_string(info().device) + ": the weights need " + gib(need) + ", " + gib(free) +
-                        " free (short by " + gib(need - free) + "); nothing was uploaded");
+  const uint64_t reserve = placement_.reserve_bytes > 0 ? placement_.reserve_bytes : std::max<uint64_t>(uint64_t{2} << 30, total_bytes() / 20);
+  const uint64_t all = sized(nullptr).first;
+  HostSet to_host;
+  if (placement_.host_experts && all + reserve > free) {
+    // Whole routed experts, the last expert of every layer first, then the one before, ... until
+    // the rest fits with the reserve (each layer then reads about the same share over the bus).
+    const uint64_t target = free > reserve ? free - reserve : 0;
+    auto mat_bytes = [](const MatW& m) { return m.empty() ? 0 : round256(m.bytes() - m.scale_bytes()) + (m.scale != nullptr ? round256(m.scale_bytes()) : 0); };
+    size_t most = 0;
+    for (const auto& l : host.layers) most = std::max(most, l.moe.experts.size());
+    uint64_t dev = all;
+    for (size_t e = most; e-- > 0 && dev > target;)
+      for (size_t li = 0; li < host.layers.size() && dev > target; ++li) {
+        const auto& ex = host.layers[li].moe.experts;
+        if (e >= ex.size()) continue;
+        for (const MatW* m : {&ex[e].w1, &ex[e].w3, &ex[e].w2})
+          if (!m->empty() && to_host.insert(m->data).second) dev -= std::min(dev, mat_bytes(*m));
+      }
+    if (dev > target)
+      throw CapacityError(who + ": the weights need " + gib(dev) + " of device memory even with every routed expert in host memory; " + gib(free) +
+                          " free, less " + gib(reserve) + " kept for caches and scratch (short by " + gib(dev - target) + "); nothing was uploaded");
   }
+  const auto [need, hneed] = sized(to_host.empty() ? nullptr : &to_host);
+  if (need > free)
+    throw CapacityError(who + ": the weights need " + gib(need) + ", " + gib(free) + " free (short by " + gib(need - free) +
+                        "); nothing was uploaded" + (placement_.host_experts ? "" : " (host-resident experts are off)"));
   Upload copy(*this);
-  copy.base = static_cast<uint8_t*>(dev_alloc(need));
+  copy.sizing = false;
+  copy.to_host = to_host.empty() ? nullptr : &to_host;
+  if (hneed > 0) {
+    copy.hbase = static_cast<uint8_t*>(host_alloc(hneed));
+    if (copy.hbase == nullptr)
+      throw CapacityError(who + ": the weights need " + gib(all) + ", " + gib(free) + " free, and this device cannot read experts from host memory; nothing was uploaded");
+  }
+  try {
+    copy.base = static_cast<uint8_t*>(dev_alloc(need));
+  } catch (...) {
+    if (copy.hbase != nullptr) host_free(copy.hbase);
+    throw;
+  }
   ModelWeights w = host;
   try {
     visit_weights(w, cfg, copy);
   } catch (...) {
     dev_free(copy.base);
+    if (copy.hbase != nullptr) host_free(copy.hbase);
     throw;
   }
   weight_blocks_.push_back(copy.base);
+  if (copy.hbase != nullptr) host_blocks_.push_back(copy.hbase);
   std::lock_guard<std::mutex> lk(mem_mu_);
   weight_bytes_ += need;
+  host_weight_bytes_ += hneed;
   return w;
 }
 
@@ -265,6 +325,10 @@ int64_t DeviceBackend::position_bound(const StepRef& step, int64_t S) {
 void DeviceBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy) {
   if (r0 < 0 || n < 0 || r0 + n > w.rows) throw InvalidArgument("linear: rows [" + std::to_string(r0) + ", " + std::to_string(r0 + n) +
                                                                ") outside a matrix of " + std::to_string(w.rows));
+  if (gemm_min_rows_ > 0 && S >= gemm_min_rows_ && n > 0 && (w.fmt == WFormat::BF16 || w.fmt == WFormat::FP8 || w.fmt == WFormat::FP4)) {
+    linear_gemm(w, r0, n, x, ldx, S, y, ldy);
+    return;
+  }
   dsv4k::LinearRows k;  // the warp-per-row kernel (dsv4k::Linear is its one-thread-per-output reference)
   k.w = to_kernel(w);
   k.r0 = r0;
@@ -275,6 +339,51 @@ void DeviceBackend::linear(const MatW& w, int64_t r0, int64_t n, const float* x,
   k.y = y;
   k.ldy = ldy;
   launch(k);
+}
+
+void DeviceBackend::linear_gemm(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy) {
+  const int64_t K = w.cols;
+  ++gemm_products_;
+  dsv4k::SplitBf16 sp;
+  sp.x = x;
+  sp.ldx = ldx;
+  sp.S = S;
+  sp.K = K;
+  sp.plane = S * K;
+  sp.planes = static_cast<uint16_t*>(scratch(kGemmX, sat_mul(sat_mul(sat_size(sp.plane), dsv4k::kSplitPlanes), sizeof(uint16_t))));
+  launch(sp);
+  // FP8/FP4: decoded in tiles of whole 128-row blocks, at most 32 MiB of bf16 each (BF16: as stored).
+  constexpr int64_t kTileBytes = int64_t{32} << 20;
+  const bool stored = w.fmt == WFormat::BF16;
+  const int64_t tile = stored ? n : std::min<int64_t>(n, std::max<int64_t>(128, kTileBytes / (2 * std::max<int64_t>(K, 1)) / 128 * 128));
+  uint16_t* wt = stored ? nullptr : static_cast<uint16_t*>(scratch(kGemmW, sat_mul(sat_mul(sat_size(tile), sat_size(K)), sizeof(uint16_t))));
+  for (int64_t j0 = 0; j0 < n; j0 += tile) {
+    const int64_t m = std::min(tile, n - j0);
+    dsv4k::Bf16Gemm g;
+    if (stored) {
+      g.a = reinterpret_cast<const uint16_t*>(w.data) + (r0 + j0) * K;
+    } else {
+      dsv4k::DecodeBf16 d;
+      d.w = to_kernel(w);
+      d.r0 = r0 + j0;
+      d.n = m;
+      d.out = wt;
+      launch(d);
+      g.a = wt;
+    }
+    g.lda = K;
+    g.ldb = K;
+    g.y = y + j0;
+    g.ldy = ldy;
+    g.n = m;
+    g.S = S;
+    g.K = K;
+    for (int p = dsv4k::kSplitPlanes - 1; p >= 0; --p) {  // the small terms first
+      g.b = sp.planes + p * sp.plane;
+      g.accumulate = p != dsv4k::kSplitPlanes - 1;
+      launch(g);
+    }
+  }
 }
 
 void DeviceBackend::embed(const MatW& table, const StepRef& step, int64_t S, int64_t nc, float* X) {

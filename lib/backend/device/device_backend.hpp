@@ -25,6 +25,7 @@
 #include "backend/backend.hpp"
 #include "dsv4k/attention.hpp"
 #include "dsv4k/compressor.hpp"
+#include "dsv4k/gemm.hpp"
 #include "dsv4k/gemv.hpp"
 #include "dsv4k/indexer.hpp"
 #include "dsv4k/linear.hpp"
@@ -38,6 +39,9 @@ namespace dsv4 {
 #define DSV4K_KERNELS(X) \
   X(Linear)              \
   X(LinearRows)          \
+  X(SplitBf16)           \
+  X(DecodeBf16)          \
+  X(Bf16Gemm)            \
   X(Embed)               \
   X(GatherRows)          \
   X(RmsNorm)             \
@@ -70,6 +74,16 @@ namespace dsv4 {
 
 dsv4k::Mat to_kernel(const MatW& w);
 
+// Where bind_weights puts the weights. Everything goes to device memory when it fits with
+// `reserve_bytes` to spare (0: 5% of the device's memory, at least 2 GiB, for caches and scratch).
+// Otherwise, with host_experts, routed experts (whole experts, spread evenly over the layers) stay
+// in pinned host memory the kernels read over the bus until the rest fits with the reserve; without
+// it, the weights must fit in the memory free (else CapacityError).
+struct Placement {
+  bool host_experts = true;
+  uint64_t reserve_bytes = 0;
+};
+
 class DeviceBackend : public Backend {
  public:
   ~DeviceBackend() override;
@@ -86,7 +100,16 @@ class DeviceBackend : public Backend {
   // Keyed steps (decode) run eagerly the first time, are recorded the second (CUDA: a captured
   // graph) and replayed from then on, as long as no scratch block or table has moved since.
   void run_step(uint64_t key, const StepBody& body) override;
+  void set_placement(const Placement& p) { placement_ = p; }
+  uint64_t host_weight_bytes() const;  // weights bound in host memory (experts that did not fit)
   void set_step_recording(bool on) { record_steps_ = on; }  // off: every step eagerly (the reference for replay tests)
+  // Products of at least this many activation rows (prefill) run as tensor-core GEMMs (dsv4k/gemm.hpp:
+  // exact bf16 weights, x in three bf16 planes, fp32 sums); fewer rows take the warp GEMV, which
+  // reads the weights once per 4 rows. F32 and F16 weights always take the GEMV (not exact in bf16).
+  // 0 turns the GEMM path off (tests compare the two).
+  void set_gemm_min_rows(int64_t rows) { gemm_min_rows_ = rows; }
+  static constexpr int64_t kGemmMinRows = 16;
+  uint64_t gemm_products() const { return gemm_products_; }  // linear calls that took the GEMM path
   uint64_t replays() const { return replays_; }
   void sync() override { dev_sync(); }
   double copy_gbps() override;
@@ -122,6 +145,12 @@ class DeviceBackend : public Backend {
   virtual void d2h(void* dst, const void* src, size_t bytes) = 0;  // after every kernel launched before
   virtual void d2d(void* dst, const void* src, size_t bytes) = 0;  // in order with the kernels
   virtual uint64_t free_bytes() const = 0;  // device memory that can still be allocated
+  virtual uint64_t total_bytes() const = 0;  // the device's memory
+  // Host memory the kernels can read (CUDA: mapped pinned memory, the same address on both
+  // sides); null when the device cannot. host_put copies into it (no kernel may be reading it).
+  virtual void* host_alloc(size_t) { return nullptr; }
+  virtual void host_free(void*) noexcept {}
+  virtual void host_put(void* dst, const void* src, size_t bytes) { h2d(dst, src, bytes); }
   virtual void dev_sync() = 0;              // every launch and copy issued so far has finished
 #define DSV4K_DECLARE_RUN(K) virtual void run(const dsv4k::K& k) = 0;
   DSV4K_KERNELS(DSV4K_DECLARE_RUN)
@@ -159,6 +188,8 @@ class DeviceBackend : public Backend {
   };
   std::vector<Block> ws_;
   std::vector<void*> weight_blocks_;  // one per bind_weights()
+  std::vector<void*> host_blocks_;    // host-resident experts, one per bind_weights() that needed it
+  Placement placement_;
   struct Experts {
     std::vector<dsv4k::ExpertMats> host;
     void* dev = nullptr;
@@ -175,10 +206,13 @@ class DeviceBackend : public Backend {
   uint64_t generation_ = 0;  // bumped whenever a scratch block or an expert table moves (recordings hold addresses)
   uint64_t replays_ = 0;
   bool recording_ = false, record_steps_ = true;
+  int64_t gemm_min_rows_ = kGemmMinRows;
+  uint64_t gemm_products_ = 0;
+  void linear_gemm(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy);
   OpStats stats_;
   mutable std::mutex mem_mu_;
   std::unordered_map<void*, size_t> sizes_;
-  uint64_t buffer_bytes_ = 0, weight_bytes_ = 0;
+  uint64_t buffer_bytes_ = 0, weight_bytes_ = 0, host_weight_bytes_ = 0;
 };
 
 }  // namespace dsv4

@@ -11,7 +11,7 @@ namespace dsv4k {
 template <int32_t F>
 constexpr int kChunkWeights = F == kF32 ? 4 : F == kFP8 ? 16 : F == kFP4 ? 32 : 8;
 template <int32_t F>
-constexpr int64_t row_bytes(int64_t cols) {
+DSV4_HD constexpr int64_t row_bytes(int64_t cols) {
   return F == kF32 ? cols * 4 : F == kFP8 ? cols : F == kFP4 ? cols / 2 : cols * 2;
 }
 
