@@ -3,3 +3,7 @@
 #include "dsv4k/compressor.hpp"
 
 DSV4K_INSTANTIATE(Compress)
+DSV4K_INSTANTIATE(CompressPool)
+DSV4K_INSTANTIATE(CompressFinish)
+DSV4K_INSTANTIATE(CompressPrev)
+DSV4K_INSTANTIATE(CompressPend)

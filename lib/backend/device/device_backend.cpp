@@ -595,7 +595,15 @@ void DeviceBackend::compress(const CompressorW& w, CompressorSlot slot, const St
   k.rd = rd;
   k.eps = eps;
   k.scratch = static_cast<float*>(scratch(kCompress, static_cast<size_t>(S * w.width) * sizeof(float)));
-  launch(k);
+  if (reference_compressor_) {
+    launch(k);
+    return;
+  }
+  const dsv4k::CompressView v{k};  // the same bits in four wide launches (their order matters)
+  launch(dsv4k::CompressPool{v});
+  launch(dsv4k::CompressFinish{v});
+  launch(dsv4k::CompressPrev{v});
+  launch(dsv4k::CompressPend{v});
 }
 
 void DeviceBackend::indexer_select(const IndexerArgs& a) {

@@ -58,6 +58,10 @@ namespace dsv4 {
   X(AttnOut)             \
   X(StoreWindow)         \
   X(Compress)            \
+  X(CompressPool)        \
+  X(CompressFinish)      \
+  X(CompressPrev)        \
+  X(CompressPend)        \
   X(IndexQuery)          \
   X(IndexScore)          \
   X(IndexSelect)         \
@@ -109,6 +113,7 @@ class DeviceBackend : public Backend {
   // 0 turns the GEMM path off (tests compare the two).
   void set_gemm_min_rows(int64_t rows) { gemm_min_rows_ = rows; }
   static constexpr int64_t kGemmMinRows = 16;
+  void set_reference_compressor(bool on) { reference_compressor_ = on; }  // the one-item-per-sequence kernel (tests)
   uint64_t gemm_products() const { return gemm_products_; }  // linear calls that took the GEMM path
   uint64_t replays() const { return replays_; }
   void sync() override { dev_sync(); }
@@ -208,6 +213,7 @@ class DeviceBackend : public Backend {
   bool recording_ = false, record_steps_ = true;
   int64_t gemm_min_rows_ = kGemmMinRows;
   uint64_t gemm_products_ = 0;
+  bool reference_compressor_ = false;
   void linear_gemm(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy);
   OpStats stats_;
   mutable std::mutex mem_mu_;
