@@ -17,7 +17,6 @@ namespace {
 // Thrown inside a step being recorded when it would allocate or upload (not recordable): the
 // recording is dropped and the step runs eagerly instead.
 struct NotRecordable {};
-constexpr int64_t kDecodeRows = 4;  // steps of at most this many rows take the decode attention kernels
 // Scratch slots.
 enum Slot : size_t {
   kMix = 0, kPre, kKvs, kKvTmp, kCompress, kQi, kQScale, kScore, kMoeScores, kMoeIdx, kMoeWeights, kMoeH, kAttnKeys, kAttnN, kAttnP, kAttnInv, kTopPrefix, kTopNeed, kTopHist, kTopTaken, kTopList, kGemmX, kGemmW, kSlots
@@ -547,23 +546,30 @@ void DeviceBackend::attention(const AttentionArgs& a) {
   k.sink = a.sink;
   k.scale = 1.0f / std::sqrt(static_cast<float>(a.hd));
   k.out = a.out;
-  if (a.S > kDecodeRows) {  // prefill: S·H items have parallelism enough
+  if (reference_attention_) {
     launch(k);
     return;
   }
-  // Decode: list the keys, then logits, softmax and output as wide kernels.
+  // List the keys, then logits, softmax and output as wide kernels, in chunks of rows whose
+  // logits take at most 256 MiB (a decode step is one chunk).
   const int64_t maxk = a.W + (a.entries ? (a.select != nullptr ? a.topk : position_bound(a.step, a.S) / std::max<int64_t>(a.ratio, 1)) : 0);
+  constexpr int64_t kLogitBytes = int64_t{256} << 20;
+  const int64_t R = std::clamp<int64_t>(kLogitBytes / std::max<int64_t>(int64_t{4} * a.H * maxk, 1), 1, a.S);
   dsv4k::AttnKeys keys;
   keys.a = k;
   keys.maxk = maxk;
-  keys.keys = static_cast<int32_t*>(scratch(kAttnKeys, static_cast<size_t>(a.S * maxk) * sizeof(int32_t)));
-  keys.nkeys = static_cast<int32_t*>(scratch(kAttnN, static_cast<size_t>(a.S) * sizeof(int32_t)));
-  float* p = static_cast<float*>(scratch(kAttnP, static_cast<size_t>(a.S * a.H * maxk) * sizeof(float)));
-  float* inv = static_cast<float*>(scratch(kAttnInv, static_cast<size_t>(a.S * a.H) * sizeof(float)));
-  launch(keys);
-  launch(dsv4k::AttnLogits{k, maxk, keys.keys, keys.nkeys, p});
-  launch(dsv4k::AttnSoftmax{k, maxk, keys.nkeys, p, inv});
-  launch(dsv4k::AttnOut{k, maxk, keys.keys, keys.nkeys, p, inv});
+  keys.keys = static_cast<int32_t*>(scratch(kAttnKeys, sat_mul(sat_mul(sat_size(R), sat_size(maxk)), sizeof(int32_t))));
+  keys.nkeys = static_cast<int32_t*>(scratch(kAttnN, static_cast<size_t>(R) * sizeof(int32_t)));
+  float* p = static_cast<float*>(scratch(kAttnP, sat_mul(sat_mul(sat_size(R * a.H), sat_size(maxk)), sizeof(float))));
+  float* inv = static_cast<float*>(scratch(kAttnInv, static_cast<size_t>(R * a.H) * sizeof(float)));
+  for (int64_t s0 = 0; s0 < a.S; s0 += R) {
+    keys.s0 = s0;
+    keys.R = std::min(R, a.S - s0);
+    launch(keys);
+    launch(dsv4k::AttnLogits{k, maxk, keys.keys, keys.nkeys, p, s0, keys.R});
+    launch(dsv4k::AttnSoftmax{k, maxk, keys.nkeys, p, inv, s0, keys.R});
+    launch(dsv4k::AttnOut{k, maxk, keys.keys, keys.nkeys, p, inv, s0, keys.R});
+  }
 }
 
 void DeviceBackend::store_window(const StepRef& step, int64_t S, int64_t layer, const float* kv, int64_t W, int64_t hd) {

@@ -114,6 +114,7 @@ class DeviceBackend : public Backend {
   void set_gemm_min_rows(int64_t rows) { gemm_min_rows_ = rows; }
   static constexpr int64_t kGemmMinRows = 16;
   void set_reference_compressor(bool on) { reference_compressor_ = on; }  // the one-item-per-sequence kernel (tests)
+  void set_reference_attention(bool on) { reference_attention_ = on; }    // the one-item-per-(row, head) kernel (tests)
   uint64_t gemm_products() const { return gemm_products_; }  // linear calls that took the GEMM path
   uint64_t replays() const { return replays_; }
   void sync() override { dev_sync(); }
@@ -213,7 +214,7 @@ class DeviceBackend : public Backend {
   bool recording_ = false, record_steps_ = true;
   int64_t gemm_min_rows_ = kGemmMinRows;
   uint64_t gemm_products_ = 0;
-  bool reference_compressor_ = false;
+  bool reference_compressor_ = false, reference_attention_ = false;
   void linear_gemm(const MatW& w, int64_t r0, int64_t n, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy);
   OpStats stats_;
   mutable std::mutex mem_mu_;

@@ -111,21 +111,24 @@ struct Attention {
   }
 };
 
-// ---- decode attention (a few rows): the keys listed, then logits, softmax and output as three
-// wide kernels (the one above has only S·H items). Same keys, same order, same result up to the
-// order of the fp32 sums. ----
+// ---- wide attention (the backend's, decode and prefill): the keys listed, then logits, softmax
+// and output as three wide kernels (the one above has only S·H items, each walking every key
+// twice), for the rows [s0, s0 + R) of the step at a time (prefill goes in chunks of rows that
+// bound the logits' scratch). Same keys, same order, same result up to the order of the fp32
+// sums. ----
 
 // A key of a row's list: window row j (code 2j) or compressed entry w (code 2w + 1).
 struct AttnKeys {
   Attention a;
   int64_t maxk = 0;          // list capacity per row
-  int32_t* keys = nullptr;   // [S, maxk]
-  int32_t* nkeys = nullptr;  // [S]
-  int64_t count() const { return a.S; }
-  DSV4_HD void operator()(int64_t s) const {
-    const int64_t t = a.step.pos[s];
+  int32_t* keys = nullptr;   // [R, maxk]
+  int32_t* nkeys = nullptr;  // [R]
+  int64_t s0 = 0, R = 0;     // the rows [s0, s0 + R) of the step (the lists are the chunk's own)
+  int64_t count() const { return R; }
+  DSV4_HD void operator()(int64_t r) const {
+    const int64_t s = s0 + r, t = a.step.pos[s];
     const int64_t win0 = t - a.W + 1 > 0 ? t - a.W + 1 : 0;
-    int32_t* k = keys + s * maxk;
+    int32_t* k = keys + r * maxk;
     int64_t n = 0;
     for (int64_t j = win0; j <= t && n < maxk; ++j) k[n++] = static_cast<int32_t>(2 * j);
     if (a.entries) {
@@ -136,7 +139,7 @@ struct AttnKeys {
           if (a.select[s * a.topk + i] >= 0) k[n++] = 2 * a.select[s * a.topk + i] + 1;
       }
     }
-    nkeys[s] = static_cast<int32_t>(n);
+    nkeys[r] = static_cast<int32_t>(n);
   }
 };
 
@@ -159,16 +162,17 @@ struct AttnLogits {
   int64_t maxk = 0;
   const int32_t* keys = nullptr;
   const int32_t* nkeys = nullptr;
-  float* logits = nullptr;  // [S, H, maxk]
-  int64_t count() const { return a.S * maxk * a.H; }
+  float* logits = nullptr;  // [R, H, maxk]
+  int64_t s0 = 0, R = 0;
+  int64_t count() const { return R * maxk * a.H; }
   DSV4_HD void operator()(int64_t n) const {
-    const int64_t h = n % a.H, i = (n / a.H) % maxk, s = n / a.H / maxk;
-    if (i >= nkeys[s]) return;
-    const int32_t code = keys[s * maxk + i];
+    const int64_t h = n % a.H, i = (n / a.H) % maxk, r = n / a.H / maxk, s = s0 + r;
+    if (i >= nkeys[r]) return;
+    const int32_t code = keys[r * maxk + i];
     const float* qh = a.q + s * a.H * a.hd + h * a.hd;
     float dot = 0;
     for (int64_t d = 0; d < a.hd; ++d) dot += qh[d] * attn_key_value(a, s, code, d);
-    logits[(s * a.H + h) * maxk + i] = dot * a.scale;
+    logits[(r * a.H + h) * maxk + i] = dot * a.scale;
   }
 };
 
@@ -178,10 +182,11 @@ struct AttnSoftmax {
   int64_t maxk = 0;
   const int32_t* nkeys = nullptr;
   float* logits = nullptr;
-  float* inv = nullptr;  // [S, H]
-  int64_t count() const { return a.S * a.H; }
+  float* inv = nullptr;  // [R, H]
+  int64_t s0 = 0, R = 0;
+  int64_t count() const { return R * a.H; }
   DSV4_HD void operator()(int64_t n) const {
-    const int64_t h = n % a.H, s = n / a.H, nk = nkeys[s];
+    const int64_t h = n % a.H, r = n / a.H, nk = nkeys[r];
     float* p = logits + n * maxk;
     const float sk = a.sink[h];
     float mx = sk;
@@ -200,14 +205,15 @@ struct AttnOut {
   const int32_t* nkeys = nullptr;
   const float* p = nullptr;
   const float* inv = nullptr;
-  int64_t count() const { return a.S * a.H * a.hd; }
+  int64_t s0 = 0, R = 0;
+  int64_t count() const { return R * a.H * a.hd; }
   DSV4_HD void operator()(int64_t n) const {
-    const int64_t d = n % a.hd, sh = n / a.hd, s = sh / a.H;
-    const float* ps = p + sh * maxk;
-    const int32_t* k = keys + s * maxk;
+    const int64_t d = n % a.hd, rh = n / a.hd, r = rh / a.H, s = s0 + r;
+    const float* ps = p + rh * maxk;
+    const int32_t* k = keys + r * maxk;
     float o = 0;
-    for (int64_t i = 0, nk = nkeys[s]; i < nk; ++i) o += ps[i] * attn_key_value(a, s, k[i], d);
-    a.out[n] = o * inv[sh];
+    for (int64_t i = 0, nk = nkeys[r]; i < nk; ++i) o += ps[i] * attn_key_value(a, s, k[i], d);
+    a.out[s0 * a.H * a.hd + n] = o * inv[rh];
   }
 };
 
