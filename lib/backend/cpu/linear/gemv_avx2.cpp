@@ -5,9 +5,10 @@
 //   2^-8); the 128x128 block scale (and the 2^8) is folded into a per-thread copy of x once per
 //   128-row tile.
 // - FP4 e2m1: integer dot products. A code becomes 2·value + 12 (a byte in 0..24) with one
-//   pshufb; x is in block fixed point (22 bits, three 8-bit digits), and vpmaddubsw multiplies
-//   and pairs the digits with the codes; one float scale per 32-column block. Exact integer sums,
-//   one float rounding per block and lane: the error stays below the float kernels' own.
+//   pshufb, then a 16-bit word; x is in block fixed point (22 bits, two 11-bit digits), and
+//   vpmaddwd multiplies and pairs the digits with the codes; one float scale per 32-column block.
+//   Exact integer sums, one float rounding per block and lane: the error stays below the float
+//   kernels' own.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -203,17 +204,19 @@ void rows_fp8(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xs
 // ---- FP4 e2m1 (1x32 E8M0 blocks), integer dot products ----
 //
 // A weight code becomes u = 2·value + 12, an unsigned byte in 0..24 (one pshufb for the 32 codes
-// of a block: the 16 bytes go to both 128-bit lanes, the upper one shifted by a nibble). x is in
-// block fixed point: X = round(x · 2^(22 - e_b)) with 2^e_b > max|x| of the block, |X| <= 2^22,
-// as three signed 8-bit digits X = h·2^16 + m·2^8 + l (l, m in [-128, 127], |h| <= 64).
-// vpmaddubsw multiplies u with each digit and pairs the products (|sum| <= 6144: no
-// saturation), vpmaddwd pairs again into 32-bit lanes; the lanes hold Σ u·X over 4 elements,
-// exactly, and the 12·Σ X of those elements (computed with x) takes the bias out again.
+// of a block: the 16 bytes go to both 128-bit lanes, the upper one shifted by a nibble), then a
+// 16-bit word (unpack with zero: two registers of 16). x is in block fixed point: X = round(x ·
+// 2^(22 - e_b)) with 2^e_b > max|x| of the block, |X| <= 2^22, as two 16-bit digits X = H·2^11 + L
+// (L in [0, 2^11), |H| <= 2^11). vpmaddwd multiplies u with each digit and pairs the products: four
+// per block and weight row (three digit bytes with vpmaddubsw took six multiplies: vpmaddwd and
+// vpmaddubsw share one port on many AMD cores, which bounded this kernel); the 32-bit lanes hold
+// Σ u·X over 4 elements exactly, and the 12·Σ X of those elements (computed with x) takes the bias
+// out again.
 //
-// Prepared x per activation row: per 32-column block, 32 bytes each of h, m and l digits (bytes
-// 0-15 of each: the even elements, 16-31: the odd ones, in order) and 8 int32 bias terms
-// (128 bytes); after all blocks, one float per block: 2^(e_b - 23).
-constexpr int64_t kFp4BlockBytes = 128;
+// Prepared x per activation row: per 32-column block 160 bytes: the H digits in the word order of
+// the low and high unpacks (32 bytes each), then the L digits likewise, then 8 int32 bias terms;
+// after all blocks, one float per block: 2^(e_b - 23).
+constexpr int64_t kFp4BlockBytes = 160;
 inline size_t fp4_row_floats(int64_t C) { return static_cast<size_t>(C / 32 * (kFp4BlockBytes / 4 + 1)); }
 inline const float* fp4_xscales(const uint8_t* xs, int64_t C) { return reinterpret_cast<const float*>(xs + C / 32 * kFp4BlockBytes); }
 
@@ -221,6 +224,15 @@ inline const float* fp4_xscales(const uint8_t* xs, int64_t C) { return reinterpr
 alignas(32) constexpr uint8_t kFp4Biased[32] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
                                                 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
 constexpr int32_t kFp4Bias = 12;
+
+// Where element i of a block lands after the lookup and the two unpacks: register (0: low
+// unpack, 1: high) and word. The low lane holds the even elements, the high lane the odd ones;
+// the low unpack takes the first 8 bytes of each lane, the high unpack the last 8.
+inline void fp4_word_of(int i, int& reg, int& word) {
+  const int e = i / 2, lane = i & 1;  // byte e of lane `lane`
+  reg = e / 8;
+  word = lane * 8 + e % 8;
+}
 
 inline float pow2f(int k) {  // 2^k for k in [-126, 127]
   const uint32_t bits = static_cast<uint32_t>(k + 127) << 23;
@@ -257,18 +269,17 @@ void fp4_quantize_x(const float* x, int64_t C, uint8_t* out) {
                          finite ? _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(v[q], f1), f2)) : _mm256_setzero_si256());
     const int ke = e - 23, ke1 = ke / 2;
     xscale[b] = finite ? pow2f(ke1) * pow2f(ke - ke1) : std::numeric_limits<float>::quiet_NaN();
-    auto* o = reinterpret_cast<int8_t*>(out + b * kFp4BlockBytes);
+    auto* o = reinterpret_cast<int16_t*>(out + b * kFp4BlockBytes);
     int32_t bias[8] = {};
     for (int i = 0; i < 32; ++i) {
-      const int pos = (i & 1) * 16 + i / 2;  // even elements in bytes 0-15, odd ones in 16-31
-      const int32_t l = ((X[i] + 128) & 255) - 128, rest = (X[i] - l) / 256;
-      const int32_t mid = ((rest + 128) & 255) - 128;
-      o[pos] = static_cast<int8_t>((rest - mid) / 256);
-      o[32 + pos] = static_cast<int8_t>(mid);
-      o[64 + pos] = static_cast<int8_t>(l);
-      bias[pos / 4] += kFp4Bias * X[i];  // lane pos/4 of the vpmaddubsw + vpmaddwd result
+      int reg, word;
+      fp4_word_of(i, reg, word);
+      const int32_t hi = X[i] >> 11, lo = X[i] - hi * 2048;  // floor division: lo in [0, 2048)
+      o[16 * reg + word] = static_cast<int16_t>(hi);
+      o[32 + 16 * reg + word] = static_cast<int16_t>(lo);
+      bias[word / 2] += kFp4Bias * X[i];  // the 32-bit lane vpmaddwd pairs this word into
     }
-    std::memcpy(o + 96, bias, sizeof bias);
+    std::memcpy(o + 64, bias, sizeof bias);
   }
 }
 
@@ -291,7 +302,7 @@ inline void fp4_rows_block(const MatW& w, int64_t r0, int64_t j, int64_t rstep, 
   const int64_t C = w.cols, nb = C / 32, rb = C / 2;
   const size_t xstride = fp4_row_floats(C) * 4;
   const __m256i tbl = _mm256_load_si256(reinterpret_cast<const __m256i*>(kFp4Biased)), m0f = _mm256_set1_epi8(0x0F),
-                nibble = _mm256_setr_epi64x(0, 0, 4, 4), c256 = _mm256_set1_epi16(256), c1 = _mm256_set1_epi16(1);
+                nibble = _mm256_setr_epi64x(0, 0, 4, 4), zero = _mm256_setzero_si256();
   const int64_t ahead = rstep == 1 ? NR * rb : kStreamPrefetch;
   const uint8_t* row[NR];
   const uint8_t* sc[NR];
@@ -321,23 +332,26 @@ inline void fp4_rows_block(const MatW& w, int64_t r0, int64_t j, int64_t rstep, 
       }
     }
     for (int64_t b = b0; b < b0 + n8; ++b) {
-      __m256i u[NR];
+      __m256i ua[NR], ub[NR];
       for (int r = 0; r < NR; ++r) {
         const uint8_t* p = row[r] + 16 * b;
         if ((b & 3) == 0) prefetch(p + ahead);
         const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-        u[r] = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srlv_epi64(bytes, nibble), m0f));
+        const __m256i u = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srlv_epi64(bytes, nibble), m0f));
+        ua[r] = _mm256_unpacklo_epi8(u, zero);
+        ub[r] = _mm256_unpackhi_epi8(u, zero);
       }
       for (int s = 0; s < S; ++s) {
         const uint8_t* xg = xb + s * xstride + b * kFp4BlockBytes;
-        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg)),
-                      m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 32)),
-                      l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 64)),
-                      bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 96));
+        const __m256i ha = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg)),
+                      hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 32)),
+                      la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 64)),
+                      lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 96)),
+                      bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 128));
         for (int r = 0; r < NR; ++r) {
-          const __m256i hm = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(u[r], h), c256),
-                                              _mm256_madd_epi16(_mm256_maddubs_epi16(u[r], m), c1));
-          const __m256i t = _mm256_add_epi32(_mm256_slli_epi32(hm, 8), _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(u[r], l), c1), bias));
+          const __m256i sh = _mm256_add_epi32(_mm256_madd_epi16(ua[r], ha), _mm256_madd_epi16(ub[r], hb));
+          const __m256i sl = _mm256_add_epi32(_mm256_madd_epi16(ua[r], la), _mm256_madd_epi16(ub[r], lb));
+          const __m256i t = _mm256_sub_epi32(_mm256_add_epi32(_mm256_slli_epi32(sh, 11), sl), bias);
           acc[s][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_broadcast_ss(&sx[s][r][b - b0]), acc[s][r]);
         }
       }
