@@ -376,26 +376,53 @@ void rows_fp4(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xp
 
 // ---- FP4 for several activation rows: decoded to floats in registers, fp32 FMA ----
 //
-// From kFp4FloatRows activation rows on, the integer kernel's per-row work (three digit products,
+// From kFp4FloatRows activation rows on, the integer kernel's per-row work (four digit products,
 // their sum and a conversion per 32 weights) costs more than decoding the weights to floats once
-// and using FMA: 8 codes become 8 floats with a variable shift, a permute of the block's scaled
-// magnitudes and the sign bit moved into place. Rows go in tiles of kFp4TileRows and the columns
+// and using FMA: 32 codes become 32 floats with two byte lookups and unpacks (fp4_block_floats;
+// a variable shift and a permute per 8 codes cost twice as much on Zen 2). Rows go in tiles of kFp4TileRows and the columns
 // in slices of kFp4SliceCols, so the x slice of a group of activation rows stays in L1 while
 // every row of the tile passes over it (copied out first: rows of x are often 2^k floats apart,
 // and eight of them at one column would fill a set of L1); the accumulators wait in a small
 // table between slices.
 constexpr int64_t kFp4FloatRows = 5, kFp4Group = 12, kFp4TileRows = 64, kFp4SliceCols = 256;
 
+// e2m1 code -> the two bytes of its value as bf16 (exact: at most two significant bits), for
+// pshufb: low bytes, high bytes (codes 8-15 are the negatives).
+alignas(32) constexpr uint8_t kFp4Bf16Lo[32] = {0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0, 0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0,
+                                                0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0, 0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0};
+alignas(32) constexpr uint8_t kFp4Bf16Hi[32] = {0x00, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, 0x80, 0xBF, 0xBF, 0xBF, 0xC0, 0xC0, 0xC0, 0xC0,
+                                                0x00, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, 0x80, 0xBF, 0xBF, 0xBF, 0xC0, 0xC0, 0xC0, 0xC0};
+
+// The 32 weights of one block as four vectors of floats, times the block's scale. Two lookups give
+// each code's value as bf16 bytes (the even elements in the low 128-bit lane, the odd ones in the
+// high lane), unpacks make them bf16 words and then floats: vector q holds elements 8q..8q+7 in
+// the order 0 2 4 6 1 3 5 7 (fp4_float_tile stores x in that order too).
+inline void fp4_block_floats(const uint8_t* codes16, float scale, __m256 f[4]) {
+  const __m256i tlo = _mm256_load_si256(reinterpret_cast<const __m256i*>(kFp4Bf16Lo)),
+                thi = _mm256_load_si256(reinterpret_cast<const __m256i*>(kFp4Bf16Hi)), m0f = _mm256_set1_epi8(0x0F),
+                nibble = _mm256_setr_epi64x(0, 0, 4, 4), zero = _mm256_setzero_si256();
+  const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes16)));
+  const __m256i idx = _mm256_and_si256(_mm256_srlv_epi64(bytes, nibble), m0f);
+  const __m256i lo = _mm256_shuffle_epi8(tlo, idx), hi = _mm256_shuffle_epi8(thi, idx);
+  const __m256i w0 = _mm256_unpacklo_epi8(lo, hi), w1 = _mm256_unpackhi_epi8(lo, hi);
+  const __m256 sv = _mm256_set1_ps(scale);
+  f[0] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w0)), sv);  // exact: powers of two
+  f[1] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w0)), sv);
+  f[2] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w1)), sv);
+  f[3] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w1)), sv);
+}
+
 template <int G>
 void fp4_float_tile(const MatW& w, int64_t r0, int64_t j0, int64_t nr, const float* x, int64_t ldx, float* y, int64_t ldy) {
   const int64_t C = w.cols, rb = C / 2;
-  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-  const __m256 mag = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f), sign = _mm256_set1_ps(-0.0f);
+  const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);  // the decoded weights' element order
   alignas(32) float part[kFp4TileRows][G][8];
   alignas(32) float xs[G][kFp4SliceCols];
   for (int64_t c0 = 0; c0 < C; c0 += kFp4SliceCols) {
     const int64_t c1 = std::min(C, c0 + kFp4SliceCols);
-    for (int g = 0; g < G; ++g) std::memcpy(xs[g], x + g * ldx + c0, static_cast<size_t>(c1 - c0) * sizeof(float));
+    for (int g = 0; g < G; ++g)
+      for (int64_t c = c0; c < c1; c += 8)
+        _mm256_store_ps(&xs[g][c - c0], _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + g * ldx + c), perm));
     for (int64_t r = 0; r < nr; ++r) {
       const uint8_t* row = w.data + (r0 + j0 + r) * rb;
       const uint8_t* sc = w.scale + (r0 + j0 + r) * w.scale_cols;
@@ -409,14 +436,10 @@ void fp4_float_tile(const MatW& w, int64_t r0, int64_t j0, int64_t nr, const flo
       __m256 acc[G];
       for (int g = 0; g < G; ++g) acc[g] = c0 == 0 ? _mm256_setzero_ps() : _mm256_load_ps(part[r][g]);
       for (int64_t i = c0; i < c1; i += 32) {
-        const __m256 t = _mm256_mul_ps(mag, _mm256_set1_ps(quant::e8m0_to_f32(sc[i / 32])));  // exact: powers of two
-        for (int q = 0; q < 4; ++q) {
-          int32_t word;
-          std::memcpy(&word, row + i / 2 + 4 * q, 4);
-          const __m256i codes = _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts);  // code k of the word in lane k (low 4 bits)
-          const __m256 v = _mm256_xor_ps(_mm256_permutevar8x32_ps(t, codes), _mm256_and_ps(_mm256_castsi256_ps(_mm256_slli_epi32(codes, 28)), sign));
-          for (int g = 0; g < G; ++g) acc[g] = _mm256_fmadd_ps(v, _mm256_load_ps(&xs[g][i - c0 + 8 * q]), acc[g]);
-        }
+        __m256 v[4];
+        fp4_block_floats(row + i / 2, quant::e8m0_to_f32(sc[i / 32]), v);
+        for (int q = 0; q < 4; ++q)
+          for (int g = 0; g < G; ++g) acc[g] = _mm256_fmadd_ps(v[q], _mm256_load_ps(&xs[g][i - c0 + 8 * q]), acc[g]);
       }
       for (int g = 0; g < G; ++g) _mm256_store_ps(part[r][g], acc[g]);
     }
