@@ -384,7 +384,7 @@ void rows_fp4(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* xp
 // every row of the tile passes over it (copied out first: rows of x are often 2^k floats apart,
 // and eight of them at one column would fill a set of L1); the accumulators wait in a small
 // table between slices.
-constexpr int64_t kFp4FloatRows = 5, kFp4Group = 12, kFp4TileRows = 64, kFp4SliceCols = 256;
+constexpr int64_t kFp4FloatRows = 3, kFp4Group = 12, kFp4TileRows = 64, kFp4SliceCols = 256;
 
 // e2m1 code -> the two bytes of its value as bf16 (exact: at most two significant bits), for
 // pshufb: low bytes, high bytes (codes 8-15 are the negatives).
