@@ -253,6 +253,8 @@ void add_linear_cases(std::vector<OpCase>& v) {
       {WFormat::FP4, 4096, 2048, 2, 0, "expert w2"},
       {WFormat::FP4, 2048, 4096, 12, 0, "expert w1, its share of a 512-token prefill"},
       {WFormat::FP4, 48, 4096, 9, 0, "more rows than one group"},
+      {WFormat::FP4, 200, 4096, 3, 0, "three rows (AVX2: the float kernel's fewest)"},
+      {WFormat::FP4, 72, 2048, 4, 8, "four rows, a row offset"},
       {WFormat::FP4, 40, 4096, 32, 0, "most rows the fused kernels take"},
       {WFormat::FP4, 40, 4096, 33, 0, "one more: decode + GEMM"},
       {WFormat::FP8, 40, 4096, 21, 0, "fused FP8, three groups of rows"},
