@@ -30,6 +30,10 @@ bool decode_rows_fast(const MatW& w, int64_t r, int64_t count, float* out);
 // permuted or scaled copy, block fixed point, ...: layouts in the tier's file).
 void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float* xp);
 size_t gemv_prepared_floats(const MatW& w, int64_t S);
+// An upper bound of the sum of gemv_prepared_floats(w, n) over tasks whose rows n add up to
+// `rows` (no tier prepares more per row for several rows than for one; some prepare nothing for
+// many rows).
+inline size_t gemv_prepared_bound(const MatW& w, int64_t rows) { return static_cast<size_t>(rows) * gemv_prepared_floats(w, 1); }
 // Whether gemv_prepare_x writes anything for W (else gemv_rows reads x directly).
 bool gemv_needs_prepared_x(const MatW& w);
 // Whether gemv_prepare_x makes the same copy of one x for both matrices.

@@ -399,6 +399,15 @@ inline void rows_fp8_fast_multi(const MatW& w, int64_t r0, int64_t jb, int64_t j
     if (j < je) rows_fp8_fast_multi<1>(w, r0, j, je, xs, y);
 }
 
+// The scales of 16 consecutive FP4 blocks as floats (n < 16: the first n).
+inline __m512 e8m0x16(const uint8_t* p, int64_t n) {
+  const __m512i e = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1), p));
+  __m512i f = _mm512_slli_epi32(e, 23);
+  f = _mm512_mask_mov_epi32(f, _mm512_testn_epi32_mask(e, e), _mm512_set1_epi32(0x00400000));  // 2^-127
+  f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(255)), _mm512_set1_epi32(0x7FC00000));  // NaN
+  return _mm512_castsi512_ps(f);
+}
+
 #ifdef DSV4_FP4_INT
 // FP4 (cols % 128 == 0), integer dot products. Each 128-column group is 64 bytes; byte p holds
 // elements 2p (low nibble) and 2p+1 (high nibble). One vpermb per 64 nibbles maps a code to
@@ -422,15 +431,6 @@ alignas(64) constexpr uint8_t kFp4Codes[64] = {12, 13, 14, 15, 16, 18, 20, 24, 1
                                                12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
                                                12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
                                                12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
-
-// The scales of 16 consecutive FP4 blocks as floats (n < 16: the first n).
-inline __m512 e8m0x16(const uint8_t* p, int64_t n) {
-  const __m512i e = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1), p));
-  __m512i f = _mm512_slli_epi32(e, 23);
-  f = _mm512_mask_mov_epi32(f, _mm512_testn_epi32_mask(e, e), _mm512_set1_epi32(0x00400000));  // 2^-127
-  f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(255)), _mm512_set1_epi32(0x7FC00000));  // NaN
-  return _mm512_castsi512_ps(f);
-}
 
 // NR consecutive rows (r0 + j ...) at once: the limbs of x are loaded once per group for all of
 // them, and each row's stream is prefetched one block of NR rows ahead, into L2 only (L1 is left
@@ -559,6 +559,129 @@ void fp4_quantize_x(const float* x, int64_t C, uint8_t* out) {
 
 #endif  // DSV4_FP4_INT
 
+
+// ---- FP4 for several activation rows: decoded to floats in registers, fp32 FMA ----
+//
+// From kFp4FloatRows activation rows on, decoding the weights to floats once and using FMA costs
+// less than the integer kernel's per-row work (six digit products, their sum and a conversion per
+// 128 weights and row of x). One block of 32 codes becomes two vectors of floats with one widening
+// load, a shift and two permutes of a 16-entry table that already holds the block's scale (exact:
+// the scale is a power of two); vpermps reads the low four bits of each
+// index, so the low nibble needs no mask. The even elements land in one vector and the odd ones in
+// the other, and the x slice is stored in that order. Rows go in tiles of kFp4TileRows and the
+// columns in slices of kFp4SliceCols, so the x slice of a group of up to kFp4Group activation rows
+// stays in L1 while every row of the tile passes over it (copied out first: rows of x are often
+// 2^k floats apart, and several of them at one column would share a set of L1); the accumulators
+// wait in a small table between slices. NR weight rows per pass share each load of x.
+// Thresholds measured with bench_gemv (2 threads, cold, expert w1 2048x4096, best of 5 interleaved
+// runs): with VNNI the integer kernel is as fast up to 4 rows (S=4 134 vs 133 GFLOP/s) and the
+// float one faster from 5 (144 vs 134; S=12 190 vs 138); without VNNI the float kernel wins from
+// 3 rows (S=3 114 vs 83 GFLOP/s; S=2 88 vs 99).
+#ifdef DSV4_FP4_INT
+constexpr int64_t kFp4FloatRows = 5;
+#else
+constexpr int64_t kFp4FloatRows = 3;
+#endif
+constexpr int64_t kFp4Group = 12, kFp4TileRows = 128, kFp4SliceCols = 512, kFp4WeightRows = 2;
+static_assert(kFp4SliceCols == 16 * 32, "one vector of block scales per slice");
+
+template <int G, int NR>
+void fp4_float_tile(const MatW& w, int64_t r0, int64_t j0, int64_t nr, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  const int64_t C = w.cols, rb = C / 2;
+  const __m512 lut = _mm512_loadu_ps(quant::kE2M1.data());
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  // The accumulators of each row (and of the rows a short last pass repeats), zero to begin with.
+  alignas(64) float part[kFp4TileRows + NR][G][16];
+  // x slices one line apart more than a multiple of 4 KiB: loads of several rows in one cycle
+  // then fall in different sets and banks of L1.
+  constexpr int64_t kXs = kFp4SliceCols + 16;
+  alignas(64) float xs[G][kXs];
+  alignas(64) float scales[NR][kFp4SliceCols / 32];
+  std::memset(part, 0, sizeof(float) * 16 * G * static_cast<size_t>(nr + NR));
+  for (int64_t c0 = 0; c0 < C; c0 += kFp4SliceCols) {
+    const int64_t c1 = std::min(C, c0 + kFp4SliceCols);
+    for (int g = 0; g < G; ++g)
+      for (int64_t c = c0; c < c1; c += 32) {
+        const __m512 a = _mm512_loadu_ps(x + g * ldx + c), b = _mm512_loadu_ps(x + g * ldx + c + 16);
+        _mm512_store_ps(&xs[g][c - c0], _mm512_permutex2var_ps(a, even, b));
+        _mm512_store_ps(&xs[g][c - c0 + 16], _mm512_permutex2var_ps(a, odd, b));
+      }
+    for (int64_t r = 0; r < nr; r += NR) {
+      const uint8_t* rows[NR];
+      for (int k = 0; k < NR; ++k) {
+        const int64_t rr = r0 + j0 + std::min(r + k, nr - 1);  // a short last pass repeats its last row
+        rows[k] = w.data + rr * rb;
+        const uint8_t* sc = w.scale + rr * w.scale_cols;
+        _mm512_store_ps(scales[k], e8m0x16(sc + c0 / 32, (c1 - c0) / 32));
+        // The weights come from memory in an order the hardware prefetcher does not follow (one
+        // slice of each row of the tile, then the next slice): ask for this row's next slice now.
+        for (int64_t p = c1 / 2; p < std::min(C, c1 + kFp4SliceCols) / 2; p += 64) _mm_prefetch(reinterpret_cast<const char*>(rows[k] + p), _MM_HINT_T0);
+      }
+      float(*pr)[G][16] = part + r;
+      __m512 acc[NR * G];
+      for (int k = 0; k < NR; ++k)
+        for (int g = 0; g < G; ++g) acc[k * G + g] = _mm512_setzero_ps();
+      const int64_t nblk = (c1 - c0) / 32;
+      const uint8_t* codes[NR];
+      for (int k = 0; k < NR; ++k) codes[k] = rows[k] + c0 / 2;
+      for (int64_t q = 0; q < nblk; ++q) {
+        __m512 ev[NR], od[NR];
+        for (int k = 0; k < NR; ++k) {
+          const __m512 t = _mm512_mul_ps(lut, _mm512_set1_ps(scales[k][q]));
+          const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes[k] + 16 * q)));
+          ev[k] = _mm512_permutexvar_ps(b, t);
+          od[k] = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), t);
+        }
+        const float* xi = &xs[0][32 * q];
+        // Unrolled early, or GCC 12 keeps a copy of the accumulators in memory, stored every block.
+#pragma GCC unroll 16
+        for (int g = 0; g < G; ++g) {
+          const __m512 xe = _mm512_load_ps(xi + g * kXs), xo = _mm512_load_ps(xi + g * kXs + 16);
+          for (int k = 0; k < NR; ++k) acc[k * G + g] = _mm512_fmadd_ps(od[k], xo, _mm512_fmadd_ps(ev[k], xe, acc[k * G + g]));
+        }
+      }
+      for (int k = 0; k < NR; ++k)
+        for (int g = 0; g < G; ++g) _mm512_store_ps(pr[k][g], _mm512_add_ps(_mm512_load_ps(pr[k][g]), acc[k * G + g]));
+    }
+  }
+  for (int64_t r = 0; r < nr; ++r)
+    for (int g = 0; g < G; ++g) y[g * ldy + j0 + r] = hsum(_mm512_load_ps(part[r][g]));
+}
+
+template <int NR>
+void fp4_float_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy) {
+  // Groups of up to kFp4Group rows, of nearly equal size (20 rows: 10 + 10, not 12 + 8): every
+  // group decodes the weights again.
+  const int64_t groups = (S + kFp4Group - 1) / kFp4Group;
+  for (int64_t j = jb; j < je; j += kFp4TileRows) {
+    const int64_t nr = std::min(kFp4TileRows, je - j);
+    for (int64_t r = j + nr; r < std::min(je, j + nr + kFp4TileRows); ++r)  // the next tile's first slice
+      for (int64_t p = 0; p < std::min(w.cols, kFp4SliceCols) / 2; p += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(w.data + (r0 + r) * (w.cols / 2) + p), _MM_HINT_T0);
+    for (int64_t k = 0, s0 = 0; k < groups; ++k) {
+      const int64_t s1 = S * (k + 1) / groups;
+      const float* xs = x + s0 * ldx;
+      float* ys = y + s0 * ldy;
+      switch (s1 - s0) {
+        case 1: fp4_float_tile<1, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 2: fp4_float_tile<2, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 3: fp4_float_tile<3, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 4: fp4_float_tile<4, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 5: fp4_float_tile<5, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 6: fp4_float_tile<6, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 7: fp4_float_tile<7, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 8: fp4_float_tile<8, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 9: fp4_float_tile<9, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 10: fp4_float_tile<10, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 11: fp4_float_tile<11, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        default: fp4_float_tile<12, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+      }
+      s0 = s1;
+    }
+  }
+}
+
 template <int S>
 void dispatch(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, float* y, int64_t ldy, const float* xp) {
   if constexpr (S == 1) {
@@ -599,7 +722,10 @@ bool gemv_available() { return true; }
 // 85 at 12 rows, 120 vs 124 at 24, 121 vs 142 at 32).
 int64_t gemv_max_batch(const MatW& w) { return w.fmt == WFormat::FP8 ? 24 : kGemvMaxBatch; }
 size_t gemv_scratch_floats(const MatW& w, int64_t S) { return w.fmt == WFormat::FP8 ? static_cast<size_t>(S * w.cols) : 1; }
-size_t gemv_prepared_floats(const MatW& w, int64_t S) { return gemv_needs_prepared_x(w) ? static_cast<size_t>(S * w.cols) : 0; }
+size_t gemv_prepared_floats(const MatW& w, int64_t S) {
+  if (w.fmt == WFormat::FP4 && S >= kFp4FloatRows) return 0;  // the float kernel reads x as it is
+  return gemv_needs_prepared_x(w) ? static_cast<size_t>(S * w.cols) : 0;
+}
 bool gemv_needs_prepared_x(const MatW& w) { return w.fmt == WFormat::FP4 || w.fmt == WFormat::FP8; }
 const char* gemv_tier() {
 #if defined(DSV4_FP4_INT)
@@ -669,6 +795,7 @@ void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float
           for (int i = 0; i < 16; ++i) xp[s * C + g + 16 * u + i] = x[s * ldx + g + fp8_element(u, i)];
     return;
   }
+  if (w.fmt == WFormat::FP4 && S >= kFp4FloatRows) return;
 #ifdef DSV4_FP4_INT
   if (w.fmt == WFormat::FP4 && fp4_fast(w)) {
     for (int64_t s = 0; s < S; ++s) fp4_quantize_x(x + s * ldx, C, reinterpret_cast<uint8_t*>(xp + s * C));
@@ -686,6 +813,10 @@ void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float
 
 void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y,
                int64_t ldy, const float* xp, float* scratch) {
+  if (w.fmt == WFormat::FP4 && S >= kFp4FloatRows) {
+    fp4_float_rows<kFp4WeightRows>(w, r0, jb, je, x, ldx, S, y, ldy);
+    return;
+  }
   // Rows in blocks that stay in L2 while every group of up to 8 activation rows passes over them.
   constexpr int64_t kRowBlock = 32;
   const bool tiled = w.fmt == WFormat::FP8 && fp8_fast(w);

@@ -112,8 +112,8 @@ void CpuBackend::moe(const MoeW& w, const ModelConfig& c, MoeKind kind, const fl
     if (moe_tasks_.size() < cap) moe_tasks_.resize(cap);
     // The task list changes with the routing; its scratch depends only on S.
     reserve_multi(cap,
-                  gemv_prepared_floats(e0.w1, S * K + S) + gemv_prepared_floats(e0.w2, S * K + S) +
-                      (w.shared ? gemv_prepared_floats(w.shared->w1, S) + gemv_prepared_floats(w.shared->w2, S) : 0));
+                  gemv_prepared_bound(e0.w1, S * K + S) + gemv_prepared_bound(e0.w2, S * K + S) +
+                      (w.shared ? gemv_prepared_bound(w.shared->w1, S) + gemv_prepared_bound(w.shared->w2, S) : 0));
     LinearTask* t = moe_tasks_.data();
     size_t nt = 0;
     for (int64_t e = 0; e < E; ++e) {
