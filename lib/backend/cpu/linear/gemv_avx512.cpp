@@ -584,20 +584,26 @@ constexpr int64_t kFp4FloatRows = 3;
 #endif
 constexpr int64_t kFp4Group = 12, kFp4TileRows = 128, kFp4SliceCols = 512, kFp4WeightRows = 2;
 static_assert(kFp4SliceCols == 16 * 32, "one vector of block scales per slice");
+// x slices one line apart more than a multiple of 4 KiB: loads of several rows in one cycle then
+// fall in different sets and banks of L1.
+constexpr int64_t kFp4XsFloats = kFp4SliceCols + 16;
+// The tile's tables live in the calling thread's scratch (about 125 KB: too much for the stack of
+// a host application's thread): the accumulators of each row and of the rows a short last pass
+// repeats, the x slices, the block scales of a pass.
+constexpr size_t kFp4PartFloats = static_cast<size_t>((kFp4TileRows + kFp4WeightRows) * kFp4Group * 16);
+constexpr size_t kFp4ScratchFloats = kFp4PartFloats + static_cast<size_t>(kFp4Group * kFp4XsFloats + kFp4WeightRows * 16);
 
 template <int G, int NR>
-void fp4_float_tile(const MatW& w, int64_t r0, int64_t j0, int64_t nr, const float* x, int64_t ldx, float* y, int64_t ldy) {
+void fp4_float_tile(const MatW& w, int64_t r0, int64_t j0, int64_t nr, const float* x, int64_t ldx, float* y, int64_t ldy, float* scratch) {
   const int64_t C = w.cols, rb = C / 2;
   const __m512 lut = _mm512_loadu_ps(quant::kE2M1.data());
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  // The accumulators of each row (and of the rows a short last pass repeats), zero to begin with.
-  alignas(64) float part[kFp4TileRows + NR][G][16];
-  // x slices one line apart more than a multiple of 4 KiB: loads of several rows in one cycle
-  // then fall in different sets and banks of L1.
-  constexpr int64_t kXs = kFp4SliceCols + 16;
-  alignas(64) float xs[G][kXs];
-  alignas(64) float scales[NR][kFp4SliceCols / 32];
+  static_assert(G <= kFp4Group && NR <= kFp4WeightRows);
+  constexpr int64_t kXs = kFp4XsFloats;
+  auto part = reinterpret_cast<float (*)[G][16]>(scratch);  // zero to begin with
+  auto xs = reinterpret_cast<float (*)[kXs]>(scratch + kFp4PartFloats);
+  auto scales = reinterpret_cast<float (*)[kFp4SliceCols / 32]>(scratch + kFp4PartFloats + kFp4Group * kXs);
   std::memset(part, 0, sizeof(float) * 16 * G * static_cast<size_t>(nr + NR));
   for (int64_t c0 = 0; c0 < C; c0 += kFp4SliceCols) {
     const int64_t c1 = std::min(C, c0 + kFp4SliceCols);
@@ -650,7 +656,8 @@ void fp4_float_tile(const MatW& w, int64_t r0, int64_t j0, int64_t nr, const flo
 }
 
 template <int NR>
-void fp4_float_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy) {
+void fp4_float_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy,
+                    float* scratch) {
   // Groups of up to kFp4Group rows, of nearly equal size (20 rows: 10 + 10, not 12 + 8): every
   // group decodes the weights again.
   const int64_t groups = (S + kFp4Group - 1) / kFp4Group;
@@ -664,18 +671,18 @@ void fp4_float_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const flo
       const float* xs = x + s0 * ldx;
       float* ys = y + s0 * ldy;
       switch (s1 - s0) {
-        case 1: fp4_float_tile<1, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
-        case 2: fp4_float_tile<2, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
-        case 3: fp4_float_tile<3, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
-        case 4: fp4_float_tile<4, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
-        case 5: fp4_float_tile<5, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
-        case 6: fp4_float_tile<6, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
-        case 7: fp4_float_tile<7, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
-        case 8: fp4_float_tile<8, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
-        case 9: fp4_float_tile<9, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
-        case 10: fp4_float_tile<10, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
-        case 11: fp4_float_tile<11, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
-        default: fp4_float_tile<12, NR>(w, r0, j, nr, xs, ldx, ys, ldy); break;
+        case 1: fp4_float_tile<1, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 2: fp4_float_tile<2, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 3: fp4_float_tile<3, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 4: fp4_float_tile<4, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 5: fp4_float_tile<5, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 6: fp4_float_tile<6, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 7: fp4_float_tile<7, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 8: fp4_float_tile<8, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 9: fp4_float_tile<9, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 10: fp4_float_tile<10, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 11: fp4_float_tile<11, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        default: fp4_float_tile<12, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
       }
       s0 = s1;
     }
@@ -721,7 +728,10 @@ bool gemv_available() { return true; }
 // cache: FP4 fused 180-190 GFLOP/s at 8-32 rows against 88-176 for decode + GEMM; FP8 fused 133 vs
 // 85 at 12 rows, 120 vs 124 at 24, 121 vs 142 at 32).
 int64_t gemv_max_batch(const MatW& w) { return w.fmt == WFormat::FP8 ? 24 : kGemvMaxBatch; }
-size_t gemv_scratch_floats(const MatW& w, int64_t S) { return w.fmt == WFormat::FP8 ? static_cast<size_t>(S * w.cols) : 1; }
+size_t gemv_scratch_floats(const MatW& w, int64_t S) {
+  if (w.fmt == WFormat::FP4 && S >= kFp4FloatRows) return kFp4ScratchFloats;
+  return w.fmt == WFormat::FP8 ? static_cast<size_t>(S * w.cols) : 1;
+}
 size_t gemv_prepared_floats(const MatW& w, int64_t S) {
   if (w.fmt == WFormat::FP4 && S >= kFp4FloatRows) return 0;  // the float kernel reads x as it is
   return gemv_needs_prepared_x(w) ? static_cast<size_t>(S * w.cols) : 0;
@@ -814,7 +824,7 @@ void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float
 void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y,
                int64_t ldy, const float* xp, float* scratch) {
   if (w.fmt == WFormat::FP4 && S >= kFp4FloatRows) {
-    fp4_float_rows<kFp4WeightRows>(w, r0, jb, je, x, ldx, S, y, ldy);
+    fp4_float_rows<kFp4WeightRows>(w, r0, jb, je, x, ldx, S, y, ldy, scratch);
     return;
   }
   // Rows in blocks that stay in L2 while every group of up to 8 activation rows passes over them.
