@@ -729,7 +729,9 @@ bool gemv_available() { return true; }
 // 85 at 12 rows, 120 vs 124 at 24, 121 vs 142 at 32).
 int64_t gemv_max_batch(const MatW& w) { return w.fmt == WFormat::FP8 ? 24 : kGemvMaxBatch; }
 size_t gemv_scratch_floats(const MatW& w, int64_t S) {
-  if (w.fmt == WFormat::FP4 && S >= kFp4FloatRows) return kFp4ScratchFloats;
+  // FP4: whatever S, so that the first decode step sizes it for all later ones (an expert's rows
+  // change with the routing; the float kernel's tables must not be allocated mid-decode).
+  if (w.fmt == WFormat::FP4) return kFp4ScratchFloats;
   return w.fmt == WFormat::FP8 ? static_cast<size_t>(S * w.cols) : 1;
 }
 size_t gemv_prepared_floats(const MatW& w, int64_t S) {
