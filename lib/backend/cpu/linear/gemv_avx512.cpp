@@ -566,9 +566,9 @@ void fp4_quantize_x(const float* x, int64_t C, uint8_t* out) {
 // less than the integer kernel's per-row work (six digit products, their sum and a conversion per
 // 128 weights and row of x). One block of 32 codes becomes two vectors of floats with one widening
 // load, a shift and two permutes of a 16-entry table that already holds the block's scale (exact:
-// the scale is a power of two); vpermps reads the low four bits of each
-// index, so the low nibble needs no mask. The even elements land in one vector and the odd ones in
-// the other, and the x slice is stored in that order. Rows go in tiles of kFp4TileRows and the
+// the scale is a power of two); vpermps reads the low four bits of each index, so the low nibble
+// needs no mask. The even elements land in one vector and the odd ones in the other, and the x
+// slice is stored in that order. Rows go in tiles of kFp4TileRows and the
 // columns in slices of kFp4SliceCols, so the x slice of a group of up to kFp4Group activation rows
 // stays in L1 while every row of the tile passes over it (copied out first: rows of x are often
 // 2^k floats apart, and several of them at one column would share a set of L1); the accumulators
@@ -655,7 +655,6 @@ void fp4_float_tile(const MatW& w, int64_t r0, int64_t j0, int64_t nr, const flo
     for (int g = 0; g < G; ++g) y[g * ldy + j0 + r] = hsum(_mm512_load_ps(part[r][g]));
 }
 
-template <int NR>
 void fp4_float_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y, int64_t ldy,
                     float* scratch) {
   // Groups of up to kFp4Group rows, of nearly equal size (20 rows: 10 + 10, not 12 + 8): every
@@ -671,18 +670,18 @@ void fp4_float_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const flo
       const float* xs = x + s0 * ldx;
       float* ys = y + s0 * ldy;
       switch (s1 - s0) {
-        case 1: fp4_float_tile<1, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
-        case 2: fp4_float_tile<2, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
-        case 3: fp4_float_tile<3, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
-        case 4: fp4_float_tile<4, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
-        case 5: fp4_float_tile<5, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
-        case 6: fp4_float_tile<6, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
-        case 7: fp4_float_tile<7, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
-        case 8: fp4_float_tile<8, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
-        case 9: fp4_float_tile<9, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
-        case 10: fp4_float_tile<10, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
-        case 11: fp4_float_tile<11, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
-        default: fp4_float_tile<12, NR>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 1: fp4_float_tile<1, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 2: fp4_float_tile<2, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 3: fp4_float_tile<3, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 4: fp4_float_tile<4, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 5: fp4_float_tile<5, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 6: fp4_float_tile<6, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 7: fp4_float_tile<7, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 8: fp4_float_tile<8, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 9: fp4_float_tile<9, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 10: fp4_float_tile<10, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        case 11: fp4_float_tile<11, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
+        default: fp4_float_tile<12, kFp4WeightRows>(w, r0, j, nr, xs, ldx, ys, ldy, scratch); break;
       }
       s0 = s1;
     }
@@ -826,7 +825,7 @@ void gemv_prepare_x(const MatW& w, const float* x, int64_t ldx, int64_t S, float
 void gemv_rows(const MatW& w, int64_t r0, int64_t jb, int64_t je, const float* x, int64_t ldx, int64_t S, float* y,
                int64_t ldy, const float* xp, float* scratch) {
   if (w.fmt == WFormat::FP4 && S >= kFp4FloatRows) {
-    fp4_float_rows<kFp4WeightRows>(w, r0, jb, je, x, ldx, S, y, ldy, scratch);
+    fp4_float_rows(w, r0, jb, je, x, ldx, S, y, ldy, scratch);
     return;
   }
   // Rows in blocks that stay in L2 while every group of up to 8 activation rows passes over them.
